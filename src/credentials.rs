@@ -1,0 +1,253 @@
+//! Voximplant `credentials.json`: load, validate, and hold the signing key behind a redacting
+//! `Debug`. The private key is parsed once here; nothing else ever sees its PEM.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_lc_rs::signature::KeyPair as _;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+
+/// Smallest RSA key accepted, in bits (what Voximplant issues, and the floor for RS256).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Why a credentials file could not be loaded. Every message names the file; none holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The file does not exist.
+    #[error("credentials file {}: not found", path.display())]
+    NotFound { path: PathBuf },
+    /// The file exists but cannot be read.
+    #[error("credentials file {}: cannot read", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not JSON, or not a JSON object.
+    #[error("credentials file {}: not a JSON object ({reason})", path.display())]
+    NotJson { path: PathBuf, reason: String },
+    /// A required field is absent.
+    #[error("credentials file {}: missing field `{field}`", path.display())]
+    MissingField { path: PathBuf, field: &'static str },
+    /// A field has the wrong type or an invalid value.
+    #[error("credentials file {}: field `{field}` {reason}", path.display())]
+    BadField {
+        path: PathBuf,
+        field: &'static str,
+        reason: &'static str,
+    },
+    /// `private_key` is not a PEM private key.
+    #[error("credentials file {}: field `private_key` is not a PEM private key (expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)", path.display())]
+    NotPem { path: PathBuf },
+    /// `private_key` is a key, but not a usable RSA key.
+    #[error("credentials file {}: field `private_key` is not an RSA private key ({reason})", path.display())]
+    NotRsa { path: PathBuf, reason: String },
+    /// The RSA key is too small.
+    #[error("credentials file {}: field `private_key` is a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits are required", path.display())]
+    TooSmall { path: PathBuf, bits: usize },
+}
+
+/// An RSA signing key, parsed once. `Debug` never prints key material.
+pub struct SigningKey {
+    pair: aws_lc_rs::rsa::KeyPair,
+    /// PKCS#1 `RSAPublicKey` DER, for verifying what we mint (`check`, tests).
+    public_der: Vec<u8>,
+    /// SHA-256 of the public key and key id: tells a rotated key from a reloaded identical one.
+    fingerprint: [u8; 32],
+}
+
+impl SigningKey {
+    /// Parse a PEM private key (PKCS#8 or PKCS#1), requiring RSA of at least 2048 bits.
+    pub fn from_pem(path: &Path, pem: &str) -> Result<SigningKey, CredentialsError> {
+        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| CredentialsError::NotPem {
+            path: path.to_owned(),
+        })?;
+        let pair = match &der {
+            PrivateKeyDer::Pkcs8(d) => aws_lc_rs::rsa::KeyPair::from_pkcs8(d.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(d) => aws_lc_rs::rsa::KeyPair::from_der(d.secret_pkcs1_der()),
+            PrivateKeyDer::Sec1(_) => {
+                return Err(CredentialsError::NotRsa {
+                    path: path.to_owned(),
+                    reason: "it is an EC key".to_owned(),
+                });
+            }
+            _ => {
+                return Err(CredentialsError::NotRsa {
+                    path: path.to_owned(),
+                    reason: "unknown key type".to_owned(),
+                });
+            }
+        };
+        let pair = pair.map_err(|e| {
+            let reason = e.to_string();
+            // aws-lc reports a too-small modulus as a rejection; give the size when we can.
+            CredentialsError::NotRsa {
+                path: path.to_owned(),
+                reason: if reason.is_empty() {
+                    "rejected by the RSA parser".to_owned()
+                } else {
+                    reason
+                },
+            }
+        })?;
+        let bits = pair.public_modulus_len() * 8;
+        if bits < MIN_RSA_BITS {
+            return Err(CredentialsError::TooSmall {
+                path: path.to_owned(),
+                bits,
+            });
+        }
+        let public_der = pair.public_key().as_ref().to_vec();
+        Ok(SigningKey {
+            pair,
+            public_der,
+            fingerprint: [0; 32],
+        })
+    }
+
+    /// Key size in bits.
+    pub fn bits(&self) -> usize {
+        self.pair.public_modulus_len() * 8
+    }
+
+    /// PKCS#1 DER of the public key.
+    pub fn public_der(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    /// Sign `msg` with RSASSA-PKCS1-v1_5 SHA-256 (RS256).
+    pub fn sign_rs256(&self, msg: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut sig = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)?;
+        Ok(sig)
+    }
+
+    /// Identity of this key together with a key id.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey(RSA-{}, ****)", self.bits())
+    }
+}
+
+/// One loaded credentials file.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Where it was loaded from (reloads read it again).
+    pub path: PathBuf,
+    /// The service account (`iss` of tokens for it).
+    pub account_id: u64,
+    /// Key id (`kid` of tokens signed with this key).
+    pub key_id: Arc<str>,
+    /// The key itself.
+    pub key: Arc<SigningKey>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("path", &self.path)
+            .field("account_id", &self.account_id)
+            .field("key_id", &self.key_id)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Load and validate a credentials file. Returns the credentials and whether the file is
+    /// readable by group or others (the caller warns).
+    pub fn load(path: &Path) -> Result<(Credentials, bool), CredentialsError> {
+        let bytes = std::fs::read(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                CredentialsError::NotFound {
+                    path: path.to_owned(),
+                }
+            } else {
+                CredentialsError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        let loose = is_group_or_world_readable(path);
+        Ok((Self::parse(path, &bytes)?, loose))
+    }
+
+    /// Parse the bytes of a credentials file (`path` only names it in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Credentials, CredentialsError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| CredentialsError::NotJson {
+                path: path.to_owned(),
+                // serde_json's message carries line and column only, never the content.
+                reason: e.to_string(),
+            })?;
+        let obj = value.as_object().ok_or_else(|| CredentialsError::NotJson {
+            path: path.to_owned(),
+            reason: "the top level is not an object".to_owned(),
+        })?;
+        let field = |name: &'static str| {
+            obj.get(name).ok_or(CredentialsError::MissingField {
+                path: path.to_owned(),
+                field: name,
+            })
+        };
+        let bad = |name: &'static str, reason: &'static str| CredentialsError::BadField {
+            path: path.to_owned(),
+            field: name,
+            reason,
+        };
+        let account_id = match field("account_id")? {
+            serde_json::Value::Number(n) => n.as_u64().filter(|v| *v > 0),
+            serde_json::Value::String(s) => crate::config::parse_account_id(s),
+            _ => return Err(bad("account_id", "must be a number or a string of digits")),
+        }
+        .ok_or_else(|| bad("account_id", "must be a positive integer"))?;
+        let key_id = match field("key_id")? {
+            serde_json::Value::String(s) if !s.is_empty() => s.clone(),
+            serde_json::Value::String(_) => return Err(bad("key_id", "must not be empty")),
+            _ => return Err(bad("key_id", "must be a string")),
+        };
+        if key_id.bytes().any(|b| b.is_ascii_control()) {
+            return Err(bad("key_id", "must not contain control characters"));
+        }
+        let pem = match field("private_key")? {
+            serde_json::Value::String(s) => s,
+            _ => return Err(bad("private_key", "must be a string holding a PEM key")),
+        };
+        let mut key = SigningKey::from_pem(path, pem)?;
+        key.fingerprint = fingerprint(&key.public_der, &key_id);
+        Ok(Credentials {
+            path: path.to_owned(),
+            account_id,
+            key_id: Arc::from(key_id),
+            key: Arc::new(key),
+        })
+    }
+}
+
+fn fingerprint(public_der: &[u8], key_id: &str) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(public_der);
+    ctx.update(&[0]);
+    ctx.update(key_id.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn is_group_or_world_readable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+}
+
+#[cfg(test)]
+mod tests;

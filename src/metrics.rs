@@ -1,0 +1,436 @@
+//! The metrics registry and its families (prometheus-client; no hand-formatted exposition).
+//! Label values are bounded: API method names outside `[A-Za-z][A-Za-z0-9_]{0,63}` or beyond the
+//! distinct-name cap become `other`, accounts beyond the cap become `other`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::error::ErrorKind;
+use crate::token::CacheObserver;
+
+/// Most distinct account label values; later accounts are counted as `other`.
+const MAX_ACCOUNT_LABELS: usize = 256;
+/// Most distinct API method label values; later names are counted as `other`.
+const MAX_METHOD_LABELS: usize = 512;
+/// Most distinct client label values.
+const MAX_CLIENT_LABELS: usize = 512;
+
+/// `voxproxy_requests_total` labels; `client` only in gateway mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RequestLabels {
+    /// Numeric status.
+    pub status: u16,
+    /// Account (bounded).
+    pub account: String,
+    /// API method (bounded).
+    pub api_method: String,
+    /// Gateway client name, when gateway mode is on.
+    pub client: Option<String>,
+}
+
+impl EncodeLabelSet for RequestLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("status", self.status).encode(encoder.encode_label())?;
+        ("account", self.account.as_str()).encode(encoder.encode_label())?;
+        ("api_method", self.api_method.as_str()).encode(encoder.encode_label())?;
+        if let Some(client) = &self.client {
+            ("client", client.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// A single-label set, `name="value"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Label<const N: usize>(pub &'static str, pub String);
+
+impl<const N: usize> EncodeLabelSet for Label<N> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        (self.0, self.1.as_str()).encode(encoder.encode_label())
+    }
+}
+
+/// `{kind}` with an optional `client`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct KindLabels {
+    /// Error kind.
+    pub kind: &'static str,
+    /// Gateway client, when known.
+    pub client: Option<String>,
+}
+
+impl EncodeLabelSet for KindLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("kind", self.kind).encode(encoder.encode_label())?;
+        if let Some(client) = &self.client {
+            ("client", client.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// `{account, key_id}` of `voxproxy_credentials_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct CredentialsLabels {
+    /// Account id.
+    pub account: String,
+    /// Key id (not a secret: it names the key).
+    pub key_id: String,
+}
+
+impl EncodeLabelSet for CredentialsLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("account", self.account.as_str()).encode(encoder.encode_label())?;
+        ("key_id", self.key_id.as_str()).encode(encoder.encode_label())
+    }
+}
+
+/// `{reason}` of authentication failures and `{client, reason}` of policy refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: &'static str,
+    /// Gateway client, when known.
+    pub client: Option<String>,
+}
+
+impl EncodeLabelSet for ReasonLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("reason", self.reason).encode(encoder.encode_label())?;
+        if let Some(client) = &self.client {
+            ("client", client.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// Every metric voxproxy exposes.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by status, account and API method.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Whole-request duration.
+    pub request_duration: Histogram,
+    /// Time to the upstream's response head.
+    pub upstream_duration: Histogram,
+    /// Requests being handled now.
+    pub in_flight: Gauge,
+    /// voxproxy's own errors by kind.
+    pub errors: Family<KindLabels, Counter>,
+    /// Tokens minted, by account.
+    pub tokens_minted: Family<Label<0>, Counter>,
+    /// Failed mints, by account.
+    pub mint_failures: Family<Label<1>, Counter>,
+    /// Expiry of each cached token (unix seconds).
+    pub token_expiry: Family<Label<2>, Gauge>,
+    /// Credentials reloads by result.
+    pub reloads: Family<Label<3>, Counter>,
+    /// The loaded keys.
+    pub credentials_info: Family<CredentialsLabels, Gauge>,
+    /// Gateway: authentication failures by reason.
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    /// Gateway: policy refusals (account, method) by client.
+    pub policy_refusals: Family<ReasonLabels, Counter>,
+    /// Gateway: rate-limited requests by client.
+    pub rate_limited: Family<Label<4>, Counter>,
+    accounts_seen: Mutex<HashSet<u64>>,
+    methods_seen: Mutex<HashSet<String>>,
+    clients_seen: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "voxproxy_requests",
+            "Requests answered, by status code, account and API method",
+            requests.clone(),
+        );
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+        ];
+        let request_duration = Histogram::new(buckets);
+        registry.register(
+            "voxproxy_request_duration_seconds",
+            "Time from request head to the end of the response",
+            request_duration.clone(),
+        );
+        let upstream_duration = Histogram::new(buckets);
+        registry.register(
+            "voxproxy_upstream_duration_seconds",
+            "Time from sending to the upstream to its response head",
+            upstream_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("voxproxy_requests_in_flight", "Requests being handled", in_flight.clone());
+        let errors = Family::<KindLabels, Counter>::default();
+        registry.register("voxproxy_errors", "voxproxy's own error responses, by kind", errors.clone());
+        let tokens_minted = Family::<Label<0>, Counter>::default();
+        registry.register("voxproxy_tokens_minted", "Tokens minted, by account", tokens_minted.clone());
+        let mint_failures = Family::<Label<1>, Counter>::default();
+        registry.register(
+            "voxproxy_token_mint_failures",
+            "Failed token mints, by account",
+            mint_failures.clone(),
+        );
+        let token_expiry = Family::<Label<2>, Gauge>::default();
+        registry.register(
+            "voxproxy_token_expiry_timestamp_seconds",
+            "Expiry of the cached token, unix seconds, by account",
+            token_expiry.clone(),
+        );
+        let reloads = Family::<Label<3>, Counter>::default();
+        registry.register(
+            "voxproxy_credentials_reloads",
+            "Credentials reloads, by result",
+            reloads.clone(),
+        );
+        let credentials_info = Family::<CredentialsLabels, Gauge>::default();
+        registry.register(
+            "voxproxy_credentials_info",
+            "The loaded credentials: account and key id",
+            credentials_info.clone(),
+        );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "voxproxy_client_auth_failures",
+            "Gateway: client authentication failures, by reason",
+            auth_failures.clone(),
+        );
+        let policy_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "voxproxy_client_policy_refusals",
+            "Gateway: requests refused by a client's policy, by reason and client",
+            policy_refusals.clone(),
+        );
+        let rate_limited = Family::<Label<4>, Counter>::default();
+        registry.register(
+            "voxproxy_client_rate_limited",
+            "Gateway: requests over a client's rate, by client",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "voxproxy_build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector::new()));
+        for result in ["success", "failure"] {
+            let _ = reloads.get_or_create(&Label("result", result.to_owned()));
+        }
+        for kind in ErrorKind::ALL {
+            let _ = errors.get_or_create(&KindLabels {
+                kind: kind.as_str(),
+                client: None,
+            });
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            in_flight,
+            errors,
+            tokens_minted,
+            mint_failures,
+            token_expiry,
+            reloads,
+            credentials_info,
+            auth_failures,
+            policy_refusals,
+            rate_limited,
+            accounts_seen: Mutex::new(HashSet::new()),
+            methods_seen: Mutex::new(HashSet::new()),
+            clients_seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The exposition, OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// A bounded account label.
+    pub fn account_label(&self, account: Option<u64>) -> String {
+        let Some(account) = account else {
+            return "none".to_owned();
+        };
+        let mut seen = self.accounts_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&account) || seen.len() < MAX_ACCOUNT_LABELS && seen.insert(account) {
+            account.to_string()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// A bounded API method label: `none` when no method is visible, `other` for names that are
+    /// not API method names or beyond the cap.
+    pub fn method_label(&self, method: Option<&str>) -> String {
+        let Some(method) = method else {
+            return "none".to_owned();
+        };
+        if !is_method_name(method) {
+            return "other".to_owned();
+        }
+        let mut seen = self.methods_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(method) || seen.len() < MAX_METHOD_LABELS && seen.insert(method.to_owned()) {
+            method.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// A bounded client label.
+    pub fn client_label(&self, client: &str) -> String {
+        let mut seen = self.clients_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(client) || seen.len() < MAX_CLIENT_LABELS && seen.insert(client.to_owned()) {
+            client.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// Count one of voxproxy's own errors.
+    pub fn error(&self, kind: ErrorKind, client: Option<String>) {
+        self.errors
+            .get_or_create(&KindLabels {
+                kind: kind.as_str(),
+                client,
+            })
+            .inc();
+    }
+}
+
+/// Whether `s` looks like a Voximplant API method name.
+pub fn is_method_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+impl CacheObserver for Metrics {
+    fn minted(&self, account: u64, exp: i64) {
+        let label = self.account_label(Some(account));
+        self.tokens_minted.get_or_create(&Label("account", label.clone())).inc();
+        if label != "other" {
+            self.token_expiry.get_or_create(&Label("account", label)).set(exp);
+        }
+    }
+
+    fn mint_failed(&self, account: u64) {
+        let label = self.account_label(Some(account));
+        self.mint_failures.get_or_create(&Label("account", label)).inc();
+    }
+
+    fn evicted(&self, account: u64) {
+        self.token_expiry.remove(&Label("account", account.to_string()));
+    }
+}
+
+/// A counter of bytes, shared between a body wrapper and the access log.
+pub type ByteCounter = std::sync::Arc<AtomicU64>;
+
+/// The standard `process_` series (Linux `/proc/self`).
+mod process {
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    #[derive(Debug)]
+    pub struct ProcessCollector {
+        ticks_per_sec: f64,
+        page_size: f64,
+        boot_time: Option<f64>,
+    }
+
+    impl ProcessCollector {
+        pub fn new() -> Self {
+            let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            });
+            // Linux fixes USER_HZ at 100 and the page size at 4 KiB on the platforms we ship.
+            ProcessCollector {
+                ticks_per_sec: 100.0,
+                page_size: 4096.0,
+                boot_time,
+            }
+        }
+    }
+
+    impl Collector for ProcessCollector {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+                return Ok(());
+            };
+            // Fields after the command name, which is in parentheses and may contain spaces.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                return Ok(());
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            // rest[0] is field 3 (state): utime=14, stime=15, starttime=22, vsize=23, rss=24.
+            let cpu = (num(11) + num(12)) / self.ticks_per_sec;
+            let counter = ConstCounter::new(cpu);
+            counter.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                counter.metric_type(),
+            )?)?;
+            let gauges = [
+                ("process_virtual_memory_bytes", "Virtual memory size in bytes.", num(20)),
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes.",
+                    num(21) * self.page_size,
+                ),
+                (
+                    "process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.",
+                    self.boot_time.unwrap_or(0.0) + num(19) / self.ticks_per_sec,
+                ),
+                (
+                    "process_open_fds",
+                    "Number of open file descriptors.",
+                    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as f64,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let g = ConstGauge::new(value);
+                g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The upstream client: hyper-util's pooled client over hyper-rustls (ALPN h2 and http/1.1), and
+//! the classification of its failures into voxproxy's error kinds.
+//!
+//! Trusted roots: the Mozilla set compiled in (webpki-roots) plus `upstream_ca`. Compiled-in roots
+//! behave the same on every host and in a distroless or scratch image that has no CA bundle; the
+//! operator adds a private root with `upstream_ca`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::config::Settings;
+use crate::error::{ErrorKind, ProxyError};
+use crate::proxy::Body;
+
+/// The pooled client type.
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Building the upstream client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// `upstream_ca` cannot be read or holds no certificate.
+    #[error("upstream_ca {path}: {reason}")]
+    Ca { path: String, reason: String },
+    /// rustls refused the configuration.
+    #[error("upstream TLS configuration")]
+    Tls(#[source] rustls::Error),
+}
+
+/// Load extra trusted roots from a PEM file.
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
+    let err = |reason: String| UpstreamError::Ca {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(format!("cannot read: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(err("holds no certificate".to_owned()));
+    }
+    Ok(certs)
+}
+
+/// Build the pooled upstream client.
+pub fn client(settings: &Settings) -> Result<UpstreamClient, UpstreamError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &settings.upstream_ca {
+        for cert in load_ca(path)? {
+            roots.add(cert).map_err(UpstreamError::Tls)?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(UpstreamError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // Session resumption is on by default (an in-memory cache); keep it explicit.
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(256);
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .http2_adaptive_window(true)
+        .build(connector))
+}
+
+/// Walk an error's source chain.
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// Turn a client failure into voxproxy's error kind. TLS failures are told apart from connect
+/// failures by finding a `rustls::Error` in the chain.
+pub fn classify(err: hyper_util::client::legacy::Error) -> ProxyError {
+    let is_tls = chain(&err).any(|e| e.downcast_ref::<rustls::Error>().is_some())
+        || chain(&err).any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        });
+    if is_tls {
+        return ProxyError::new(
+            ErrorKind::UpstreamTls,
+            "TLS handshake with the upstream failed (certificate or protocol); check upstream and upstream_ca",
+        )
+        .with_source(err);
+    }
+    if err.is_connect() {
+        return ProxyError::new(
+            ErrorKind::UpstreamConnect,
+            "cannot connect to the upstream; check the upstream setting and the network",
+        )
+        .with_source(err);
+    }
+    ProxyError::new(
+        ErrorKind::UpstreamReset,
+        "the upstream closed the connection before a complete response; the request was not retried",
+    )
+    .with_source(err)
+}
