@@ -46,7 +46,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli, &ProcessEnv) {
@@ -92,9 +96,12 @@ pub fn run(cli: Cli, env: &dyn Env) -> Result<(), Failure> {
             let settings = Settings::resolve(&cli.settings, env).map_err(config_err)?;
             crate::gateway::admin::run(&settings, cmd, &mut std::io::stdout())
         }
-        Command::Tls(crate::cli::TlsCommand::Init { dir, names, force }) => {
-            crate::tls::init(std::path::Path::new(dir), names, *force, &mut std::io::stdout())
-        }
+        Command::Tls(crate::cli::TlsCommand::Init { dir, names, force }) => crate::tls::init(
+            std::path::Path::new(dir),
+            names,
+            *force,
+            &mut std::io::stdout(),
+        ),
     }
 }
 
@@ -103,11 +110,13 @@ pub fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::builder()
         .parse(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let format = settings.log_format.unwrap_or(if std::io::stderr().is_terminal() {
-        LogFormat::Text
-    } else {
-        LogFormat::Json
-    });
+    let format = settings
+        .log_format
+        .unwrap_or(if std::io::stderr().is_terminal() {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -118,7 +127,9 @@ pub fn init_logging(settings: &Settings) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }
 
@@ -143,7 +154,11 @@ pub fn load_credentials(settings: &Settings) -> Result<Vec<Credentials>, Vec<any
             ))),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn join_errors(errors: Vec<anyhow::Error>) -> anyhow::Error {
@@ -195,7 +210,9 @@ pub fn signers(creds: &[Credentials]) -> Vec<(u64, Arc<dyn Signer>)> {
 
 fn serve(settings: Settings, flags: crate::cli::SettingsArgs) -> Result<(), Failure> {
     // Everything is validated before any socket is bound.
-    settings.check_listen_rule(&settings.listen).map_err(config_err)?;
+    settings
+        .check_listen_rule(&settings.listen)
+        .map_err(config_err)?;
     let creds = load_credentials(&settings).map_err(|e| config_err(join_errors(e)))?;
     let client = crate::upstream::client(&settings).map_err(config_err)?;
     let tls = match (&settings.tls_cert, &settings.tls_key) {
@@ -220,7 +237,10 @@ fn serve(settings: Settings, flags: crate::cli::SettingsArgs) -> Result<(), Fail
     if let Some(n) = settings.workers {
         rt.worker_threads(n);
     }
-    let rt = rt.enable_all().build().context("starting the async runtime")?;
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::new());
         let tokens = TokenCache::new(
@@ -353,7 +373,10 @@ async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         std::future::pending::<()>().await;
         return;

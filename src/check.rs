@@ -25,7 +25,9 @@ pub fn verify_minted(creds: &Credentials, jwt: &str, claims: &Claims) -> Result<
         .map_err(|e| format!("does not verify with the public key: {e}"))?;
     // jsonwebtoken checks `iss` only as a string; the contract wants a JSON number.
     let c = &data.claims;
-    if c["iss"].as_u64() != Some(claims.iss) || c["iat"].as_i64() != Some(claims.iat) || c["exp"].as_i64() != Some(claims.exp)
+    if c["iss"].as_u64() != Some(claims.iss)
+        || c["iat"].as_i64() != Some(claims.iat)
+        || c["exp"].as_i64() != Some(claims.exp)
     {
         return Err("claims differ from what was minted".to_owned());
     }
@@ -54,22 +56,40 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
     writeln!(
         out,
         "  config file: {}",
-        settings.config.as_ref().map_or("none".to_owned(), |p| p.display().to_string())
+        settings
+            .config
+            .as_ref()
+            .map_or("none".to_owned(), |p| p.display().to_string())
     )?;
-    writeln!(out, "  listen: {} (from {})", settings.listen, settings.origin("listen"))?;
+    writeln!(
+        out,
+        "  listen: {} (from {})",
+        settings.listen,
+        settings.origin("listen")
+    )?;
     writeln!(
         out,
         "  admin_listen: {}",
-        settings.admin_listen.as_ref().map_or("main listener".to_owned(), ToString::to_string)
+        settings
+            .admin_listen
+            .as_ref()
+            .map_or("main listener".to_owned(), ToString::to_string)
     )?;
     writeln!(out, "  upstream: {}", settings.upstream)?;
-    writeln!(out, "  token_ttl: {} s, refreshed {} s before expiry", settings.token_ttl, settings.token_refresh_before)?;
+    writeln!(
+        out,
+        "  token_ttl: {} s, refreshed {} s before expiry",
+        settings.token_ttl, settings.token_refresh_before
+    )?;
     match &settings.allowed_accounts {
         None => writeln!(out, "  allowed_accounts: any")?,
         Some(ids) => writeln!(
             out,
             "  allowed_accounts: {}",
-            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            ids.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )?,
     }
 
@@ -83,7 +103,10 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
                     Ok(jwt) => match verify_minted(&creds, &jwt, &claims) {
                         Ok(()) => "minted and verified a token".to_owned(),
                         Err(e) => {
-                            problems.push(format!("credentials file {}: minted token {e}", path.display()));
+                            problems.push(format!(
+                                "credentials file {}: minted token {e}",
+                                path.display()
+                            ));
                             "token did NOT verify".to_owned()
                         }
                     },
@@ -99,14 +122,23 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
                     creds.account_id,
                     creds.key_id,
                     creds.key.bits(),
-                    if loose { " (WARNING: readable by group or others)" } else { "" },
+                    if loose {
+                        " (WARNING: readable by group or others)"
+                    } else {
+                        ""
+                    },
                 )?;
             }
         }
     }
     if let Some(ca) = &settings.upstream_ca {
         match crate::upstream::load_ca(ca) {
-            Ok(certs) => writeln!(out, "  upstream_ca: {} ({} certificate(s))", ca.display(), certs.len())?,
+            Ok(certs) => writeln!(
+                out,
+                "  upstream_ca: {} ({} certificate(s))",
+                ca.display(),
+                certs.len()
+            )?,
             Err(e) => problems.push(e.to_string()),
         }
     }
@@ -121,7 +153,11 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
                 out,
                 "  inbound TLS: {}{}",
                 cert.display(),
-                if settings.tls_client_ca.is_some() { ", client certificates required" } else { "" }
+                if settings.tls_client_ca.is_some() {
+                    ", client certificates required"
+                } else {
+                    ""
+                }
             )?,
             Err(e) => problems.push(e.to_string()),
         }
@@ -133,7 +169,12 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
             .and_then(|p| Credentials::load(p).ok())
             .map_or(0, |(c, _)| c.account_id);
         match crate::gateway::Gateway::load(path, default_account) {
-            Ok(gw) => writeln!(out, "  gateway clients: {} ({})", path.display(), gw.summary())?,
+            Ok(gw) => writeln!(
+                out,
+                "  gateway clients: {} ({})",
+                path.display(),
+                gw.summary()
+            )?,
             Err(e) => problems.push(format!("{e:#}")),
         }
     }

@@ -61,8 +61,10 @@ pub struct SigningKey {
 impl SigningKey {
     /// Parse a PEM private key (PKCS#8 or PKCS#1), requiring RSA of at least 2048 bits.
     pub fn from_pem(path: &Path, pem: &str) -> Result<SigningKey, CredentialsError> {
-        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| CredentialsError::NotPem {
-            path: path.to_owned(),
+        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+            CredentialsError::NotPem {
+                path: path.to_owned(),
+            }
         })?;
         let pair = match &der {
             PrivateKeyDer::Pkcs8(d) => aws_lc_rs::rsa::KeyPair::from_pkcs8(d.secret_pkcs8_der()),
@@ -81,8 +83,22 @@ impl SigningKey {
             }
         };
         let pair = pair.map_err(|e| {
+            // aws-lc refuses a modulus under 2048 bits at parse time; report it as too small, with
+            // the size read from the DER, rather than as "not RSA".
+            if e.description_() == "TooSmall" {
+                let bits = match &der {
+                    PrivateKeyDer::Pkcs8(d) => pkcs8_rsa_modulus_bits(d.secret_pkcs8_der()),
+                    PrivateKeyDer::Pkcs1(d) => pkcs1_modulus_bits(d.secret_pkcs1_der()),
+                    _ => None,
+                };
+                if let Some(bits) = bits {
+                    return CredentialsError::TooSmall {
+                        path: path.to_owned(),
+                        bits,
+                    };
+                }
+            }
             let reason = e.to_string();
-            // aws-lc reports a too-small modulus as a rejection; give the size when we can.
             CredentialsError::NotRsa {
                 path: path.to_owned(),
                 reason: if reason.is_empty() {
@@ -242,6 +258,66 @@ fn fingerprint(public_der: &[u8], key_id: &str) -> [u8; 32] {
     let mut out = [0; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// One DER element: `(tag, contents, rest)`. Only what reading a key's modulus size needs.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// Bits of the modulus of a PKCS#1 `RSAPrivateKey` (`SEQUENCE { version, n, ... }`).
+fn pkcs1_modulus_bits(der: &[u8]) -> Option<usize> {
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    let (SEQUENCE, body, _) = der_element(der)? else {
+        return None;
+    };
+    let (INTEGER, _version, body) = der_element(body)? else {
+        return None;
+    };
+    let (INTEGER, n, _) = der_element(body)? else {
+        return None;
+    };
+    let n = &n[n.iter().position(|b| *b != 0)?..];
+    Some(n.len() * 8 - n[0].leading_zeros() as usize)
+}
+
+/// Bits of the RSA modulus inside a PKCS#8 `PrivateKeyInfo`
+/// (`SEQUENCE { version, algorithm, OCTET STRING RSAPrivateKey, ... }`).
+fn pkcs8_rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const OCTET_STRING: u8 = 0x04;
+    let (SEQUENCE, body, _) = der_element(der)? else {
+        return None;
+    };
+    let (INTEGER, _version, body) = der_element(body)? else {
+        return None;
+    };
+    let (SEQUENCE, _algorithm, body) = der_element(body)? else {
+        return None;
+    };
+    let (OCTET_STRING, key, _) = der_element(body)? else {
+        return None;
+    };
+    pkcs1_modulus_bits(key)
 }
 
 fn is_group_or_world_readable(path: &Path) -> bool {

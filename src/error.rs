@@ -190,7 +190,10 @@ impl ProxyError {
     /// The cause chain on one line (`a: b: c`), for the log.
     pub fn chain(&self) -> String {
         let mut out = self.to_string();
-        let mut cur = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        let mut cur = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
         while let Some(e) = cur {
             out.push_str(": ");
             out.push_str(&e.to_string());
@@ -227,7 +230,10 @@ pub fn error_response(err: &ProxyError) -> Response<Body> {
     let mut resp = Response::new(crate::proxy::full_body(Bytes::from(body)));
     *resp.status_mut() = err.kind.status();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(ERROR_HEADER, HeaderValue::from_static(err.kind.as_str()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match err.kind {
@@ -241,7 +247,10 @@ pub fn error_response(err: &ProxyError) -> Response<Body> {
             h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
         }
         ErrorKind::ClientRateLimited => {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(err.retry_after.unwrap_or(1).max(1)));
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(err.retry_after.unwrap_or(1).max(1)),
+            );
         }
         _ => {}
     }
@@ -283,11 +292,19 @@ mod tests {
     #[tokio::test]
     async fn response_has_kind_header_and_voximplant_shaped_body() {
         use http_body_util::BodyExt as _;
-        let resp = error_response(&ProxyError::new(ErrorKind::ConnectNotSupported, "use the base URL"));
+        let resp = error_response(&ProxyError::new(
+            ErrorKind::ConnectNotSupported,
+            "use the base URL",
+        ));
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.headers()[ERROR_HEADER], "connect_not_supported");
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
-        assert!(resp.headers()[header::ALLOW].to_str().unwrap().contains("POST"));
+        assert!(
+            resp.headers()[header::ALLOW]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], 9450);

@@ -65,10 +65,7 @@ pub fn strip_request(headers: &mut HeaderMap, account_header: &HeaderName) {
     headers.remove(header::EXPECT);
     headers.remove(account_header);
     // `X_Voximplant_Account_Id` is the same header to CGI-style servers: strip it too.
-    if headers
-        .keys()
-        .any(|k| k.as_str().contains('_'))
-    {
+    if headers.keys().any(|k| k.as_str().contains('_')) {
         let variants: Vec<HeaderName> = headers
             .keys()
             .filter(|k| is_account_header(k, account_header))
@@ -191,14 +188,23 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret-Hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret-Hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
-        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic x"),
+        );
         h.insert("x_voximplant_account_id", HeaderValue::from_static("5"));
         h.insert("X-VOXIMPLANT-ACCOUNT-ID", HeaderValue::from_static("5"));
         h.insert("x-keep", HeaderValue::from_static("kept"));
@@ -214,9 +220,15 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert(&REQUEST_ID, HeaderValue::from_static("has space"));
         assert_ne!(request_id(&h), "has space");
-        h.insert(&REQUEST_ID, HeaderValue::from_str(&"a".repeat(129)).unwrap());
+        h.insert(
+            &REQUEST_ID,
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+        );
         assert_eq!(request_id(&h).len(), 36);
-        h.insert(&REQUEST_ID, HeaderValue::from_str(&"a".repeat(128)).unwrap());
+        h.insert(
+            &REQUEST_ID,
+            HeaderValue::from_str(&"a".repeat(128)).unwrap(),
+        );
         assert_eq!(request_id(&h).len(), 128);
         h.append(&REQUEST_ID, HeaderValue::from_static("second"));
         assert_eq!(request_id(&h).len(), 36);

@@ -170,7 +170,8 @@ impl Metrics {
             requests.clone(),
         );
         let buckets = [
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0, 120.0,
         ];
         let request_duration = Histogram::new(buckets);
         registry.register(
@@ -185,11 +186,23 @@ impl Metrics {
             upstream_duration.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("voxproxy_requests_in_flight", "Requests being handled", in_flight.clone());
+        registry.register(
+            "voxproxy_requests_in_flight",
+            "Requests being handled",
+            in_flight.clone(),
+        );
         let errors = Family::<KindLabels, Counter>::default();
-        registry.register("voxproxy_errors", "voxproxy's own error responses, by kind", errors.clone());
+        registry.register(
+            "voxproxy_errors",
+            "voxproxy's own error responses, by kind",
+            errors.clone(),
+        );
         let tokens_minted = Family::<Label<0>, Counter>::default();
-        registry.register("voxproxy_tokens_minted", "Tokens minted, by account", tokens_minted.clone());
+        registry.register(
+            "voxproxy_tokens_minted",
+            "Tokens minted, by account",
+            tokens_minted.clone(),
+        );
         let mint_failures = Family::<Label<1>, Counter>::default();
         registry.register(
             "voxproxy_token_mint_failures",
@@ -299,7 +312,8 @@ impl Metrics {
             return "other".to_owned();
         }
         let mut seen = self.methods_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(method) || seen.len() < MAX_METHOD_LABELS && seen.insert(method.to_owned()) {
+        if seen.contains(method) || seen.len() < MAX_METHOD_LABELS && seen.insert(method.to_owned())
+        {
             method.to_owned()
         } else {
             "other".to_owned()
@@ -309,7 +323,8 @@ impl Metrics {
     /// A bounded client label.
     pub fn client_label(&self, client: &str) -> String {
         let mut seen = self.clients_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(client) || seen.len() < MAX_CLIENT_LABELS && seen.insert(client.to_owned()) {
+        if seen.contains(client) || seen.len() < MAX_CLIENT_LABELS && seen.insert(client.to_owned())
+        {
             client.to_owned()
         } else {
             "other".to_owned()
@@ -339,19 +354,26 @@ pub fn is_method_name(s: &str) -> bool {
 impl CacheObserver for Metrics {
     fn minted(&self, account: u64, exp: i64) {
         let label = self.account_label(Some(account));
-        self.tokens_minted.get_or_create(&Label("account", label.clone())).inc();
+        self.tokens_minted
+            .get_or_create(&Label("account", label.clone()))
+            .inc();
         if label != "other" {
-            self.token_expiry.get_or_create(&Label("account", label)).set(exp);
+            self.token_expiry
+                .get_or_create(&Label("account", label))
+                .set(exp);
         }
     }
 
     fn mint_failed(&self, account: u64) {
         let label = self.account_label(Some(account));
-        self.mint_failures.get_or_create(&Label("account", label)).inc();
+        self.mint_failures
+            .get_or_create(&Label("account", label))
+            .inc();
     }
 
     fn evicted(&self, account: u64) {
-        self.token_expiry.remove(&Label("account", account.to_string()));
+        self.token_expiry
+            .remove(&Label("account", account.to_string()));
     }
 }
 
@@ -409,7 +431,11 @@ mod process {
                 counter.metric_type(),
             )?)?;
             let gauges = [
-                ("process_virtual_memory_bytes", "Virtual memory size in bytes.", num(20)),
+                (
+                    "process_virtual_memory_bytes",
+                    "Virtual memory size in bytes.",
+                    num(20),
+                ),
                 (
                     "process_resident_memory_bytes",
                     "Resident memory size in bytes.",

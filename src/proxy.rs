@@ -98,7 +98,9 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("upstream", &self.upstream).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +128,10 @@ impl Proxy {
         Proxy {
             upstream: settings.upstream.clone(),
             account_header: settings.account_header.clone(),
-            allowed_accounts: settings.allowed_accounts.as_ref().map(|v| v.iter().copied().collect()),
+            allowed_accounts: settings
+                .allowed_accounts
+                .as_ref()
+                .map(|v| v.iter().copied().collect()),
             max_body_bytes: settings.max_body_bytes,
             request_timeout: settings.request_timeout,
             client,
@@ -151,10 +156,7 @@ impl Proxy {
     ) -> Result<Response<Body>, Infallible> {
         let start = Instant::now();
         let request_id = headers::request_id(req.headers());
-        let span = tracing::info_span!(
-            "request",
-            request_id = request_id.to_str().unwrap_or("-"),
-        );
+        let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"),);
         let method = req.method().clone();
         // The query may hold legacy credentials: logs get the path alone.
         let path: Box<str> = req.uri().path().into();
@@ -169,10 +171,15 @@ impl Proxy {
         let mut facts = Facts::default();
         let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
         let result = if conn.proxy {
-            self.forward(req, &conn, &mut facts).instrument(span.clone()).await
+            self.forward(req, &conn, &request_id, &mut facts)
+                .instrument(span.clone())
+                .await
         } else {
             Err((
-                ProxyError::new(ErrorKind::NotFound, "this listener serves only /healthz, /readyz and /metrics"),
+                ProxyError::new(
+                    ErrorKind::NotFound,
+                    "this listener serves only /healthz, /readyz and /metrics",
+                ),
                 Some(req),
             ))
         };
@@ -219,6 +226,7 @@ impl Proxy {
         &self,
         mut req: Request<Body>,
         conn: &ConnInfo,
+        request_id: &http::HeaderValue,
         facts: &mut Facts,
     ) -> Result<Response<Body>, (ProxyError, Option<Request<Body>>)> {
         macro_rules! refuse {
@@ -235,7 +243,10 @@ impl Proxy {
             ));
         }
         // HTTP/2's :scheme and :authority play the part of Host, not of an absolute-form target.
-        if req.version() != Version::HTTP_2 && req.uri().authority().is_some() && !self.target_allowed(req.uri()) {
+        if req.version() != Version::HTTP_2
+            && req.uri().authority().is_some()
+            && !self.target_allowed(req.uri())
+        {
             refuse!(ProxyError::new(
                 ErrorKind::OpenProxy,
                 format!(
@@ -245,12 +256,18 @@ impl Proxy {
             ));
         }
         let (prefix_account, api_start) = match split_account_prefix(req.uri().path()) {
-            Some((account, rest)) => (account.map(str::to_owned), req.uri().path().len() - rest.len()),
+            Some((account, rest)) => (
+                account.map(str::to_owned),
+                req.uri().path().len() - rest.len(),
+            ),
             None => refuse!(not_found(req.uri().path())),
         };
         let api_path = &req.uri().path()[api_start..];
         if has_dot_segment(api_path) {
-            refuse!(ProxyError::new(ErrorKind::BadRequest, "the path holds `.` or `..` segments"));
+            refuse!(ProxyError::new(
+                ErrorKind::BadRequest,
+                "the path holds `.` or `..` segments"
+            ));
         }
         facts.api_method = api_method_from_path(api_path)
             .or_else(|| req.uri().query().and_then(gateway::method::cmd_from_query));
@@ -258,13 +275,15 @@ impl Proxy {
         // 2. Client authentication (gateway mode).
         let identity = match &self.gateway {
             None => None,
-            Some(gw) => match gw.authenticate(req.headers(), conn.peer_cert.as_deref(), &self.metrics) {
-                Ok(id) => {
-                    facts.client = Some(id.client.name.clone());
-                    Some(id)
+            Some(gw) => {
+                match gw.authenticate(req.headers(), conn.peer_cert.as_deref(), &self.metrics) {
+                    Ok(id) => {
+                        facts.client = Some(id.client.name.clone());
+                        Some(id)
+                    }
+                    Err(e) => refuse!(e),
                 }
-                Err(e) => refuse!(e),
-            },
+            }
         };
 
         // 3. The account.
@@ -287,7 +306,9 @@ impl Proxy {
                     match from_jwt {
                         Ok(Some(id)) => id,
                         Ok(None) => match &identity {
-                            Some(id) => id.client.default_account(self.credentials.load().default_account()),
+                            Some(id) => id
+                                .client
+                                .default_account(self.credentials.load().default_account()),
                             None => self.credentials.load().default_account(),
                         },
                         Err(raw) => refuse!(bad_account(&raw)),
@@ -310,10 +331,13 @@ impl Proxy {
         if let Some(id) = &identity {
             let default_account = self.credentials.load().default_account();
             if let Err(e) = id.client.check_account(account, default_account) {
-                self.metrics.policy_refusals.get_or_create(&crate::metrics::ReasonLabels {
-                    reason: "account",
-                    client: Some(self.metrics.client_label(&id.client.name)),
-                }).inc();
+                self.metrics
+                    .policy_refusals
+                    .get_or_create(&crate::metrics::ReasonLabels {
+                        reason: "account",
+                        client: Some(self.metrics.client_label(&id.client.name)),
+                    })
+                    .inc();
                 refuse!(e);
             }
             if id.client.has_method_rules() {
@@ -325,10 +349,13 @@ impl Proxy {
                     Err(e) => refuse!(e),
                 };
                 if let Err(e) = id.client.check_method(method.as_deref()) {
-                    self.metrics.policy_refusals.get_or_create(&crate::metrics::ReasonLabels {
-                        reason: "method",
-                        client: Some(self.metrics.client_label(&id.client.name)),
-                    }).inc();
+                    self.metrics
+                        .policy_refusals
+                        .get_or_create(&crate::metrics::ReasonLabels {
+                            reason: "method",
+                            client: Some(self.metrics.client_label(&id.client.name)),
+                        })
+                        .inc();
                     refuse!(e);
                 }
                 if facts.api_method.is_none() {
@@ -338,7 +365,10 @@ impl Proxy {
             if let Err(e) = id.client.check_rate() {
                 self.metrics
                     .rate_limited
-                    .get_or_create(&crate::metrics::Label("client", self.metrics.client_label(&id.client.name)))
+                    .get_or_create(&crate::metrics::Label(
+                        "client",
+                        self.metrics.client_label(&id.client.name),
+                    ))
                     .inc();
                 refuse!(e);
             }
@@ -368,7 +398,10 @@ impl Proxy {
         };
         let (mut parts, body) = req.into_parts();
         headers::strip_request(&mut parts.headers, &self.account_header);
-        parts.headers.insert(header::AUTHORIZATION, token.authorization().clone());
+        parts
+            .headers
+            .insert(header::AUTHORIZATION, token.authorization().clone());
+        parts.headers.insert(REQUEST_ID, request_id.clone());
         parts.uri = uri;
         // The upstream connection decides its own version (ALPN); asking hyper-util for HTTP/2 on
         // an HTTP/1.1 connection would fail.
@@ -386,9 +419,12 @@ impl Proxy {
 
         // 8. Forward.
         let sent = Instant::now();
-        let result = tokio::time::timeout(self.request_timeout, self.client.request(outbound)).await;
+        let result =
+            tokio::time::timeout(self.request_timeout, self.client.request(outbound)).await;
         facts.upstream = Some(sent.elapsed());
-        self.metrics.upstream_duration.observe(sent.elapsed().as_secs_f64());
+        self.metrics
+            .upstream_duration
+            .observe(sent.elapsed().as_secs_f64());
         let resp = match result {
             Err(_elapsed) => {
                 return Err((
@@ -423,9 +459,14 @@ impl Proxy {
             Some("https") => 443,
             _ => return false,
         };
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let port = authority.port_u16();
-        if host.eq_ignore_ascii_case(&self.upstream.host) && port == self.upstream.authority.port_u16() {
+        if host.eq_ignore_ascii_case(&self.upstream.host)
+            && port == self.upstream.authority.port_u16()
+        {
             return true;
         }
         host.eq_ignore_ascii_case("api.voximplant.com") && port.is_none_or(|p| p == default_port)
@@ -439,14 +480,18 @@ impl Proxy {
             Some(q) if !q.is_empty() || scrubbed.is_none() => format!("{path}?{q}"),
             _ => path.to_owned(),
         };
-        let pq = PathAndQuery::try_from(pq)
-            .map_err(|e| ProxyError::new(ErrorKind::BadRequest, "the request target is not valid").with_source(e))?;
+        let pq = PathAndQuery::try_from(pq).map_err(|e| {
+            ProxyError::new(ErrorKind::BadRequest, "the request target is not valid").with_source(e)
+        })?;
         Uri::builder()
             .scheme(self.upstream.scheme.clone())
             .authority(self.upstream.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(|e| ProxyError::new(ErrorKind::BadRequest, "the request target is not valid").with_source(e))
+            .map_err(|e| {
+                ProxyError::new(ErrorKind::BadRequest, "the request target is not valid")
+                    .with_source(e)
+            })
     }
 }
 
@@ -454,7 +499,9 @@ fn not_found(path: &str) -> ProxyError {
     let shown: String = path.chars().take(100).collect();
     ProxyError::new(
         ErrorKind::NotFound,
-        format!("{shown} is not forwarded: only /platform_api and paths below it are (optionally behind /accounts/<id>/)"),
+        format!(
+            "{shown} is not forwarded: only /platform_api and paths below it are (optionally behind /accounts/<id>/)"
+        ),
     )
 }
 
@@ -483,7 +530,10 @@ fn split_account_prefix(path: &str) -> Option<(Option<&str>, &str)> {
         }
         None => (None, path),
     };
-    let under_root = rest == API_ROOT || rest.strip_prefix(API_ROOT).is_some_and(|r| r.starts_with('/'));
+    let under_root = rest == API_ROOT
+        || rest
+            .strip_prefix(API_ROOT)
+            .is_some_and(|r| r.starts_with('/'));
     under_root.then_some((account, rest))
 }
 
@@ -496,7 +546,11 @@ fn has_dot_segment(path: &str) -> bool {
 
 /// The API method named in the path (`/platform_api/<Method>/...`), percent-decoded.
 pub fn api_method_from_path(path: &str) -> Option<String> {
-    let seg = path.strip_prefix(API_ROOT)?.strip_prefix('/')?.split('/').next()?;
+    let seg = path
+        .strip_prefix(API_ROOT)?
+        .strip_prefix('/')?
+        .split('/')
+        .next()?;
     if seg.is_empty() {
         return None;
     }
@@ -504,7 +558,12 @@ pub fn api_method_from_path(path: &str) -> Option<String> {
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The `iss` of the client's own `Authorization: Bearer` JWT, read without verification.
@@ -522,16 +581,21 @@ fn bearer_iss(h: &http::HeaderMap) -> Result<Option<u64>, String> {
         return Ok(None);
     };
     let mut parts = jwt.split('.');
-    let (Some(_), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Ok(None);
     };
     if payload.len() > 16 * 1024 {
         return Ok(None);
     }
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
         return Ok(None);
     };
-    let Ok(serde_json::Value::Object(claims)) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let Ok(serde_json::Value::Object(claims)) = serde_json::from_slice::<serde_json::Value>(&bytes)
+    else {
         return Ok(None);
     };
     gateway::iss_account(claims.get("iss"))
@@ -585,7 +649,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -641,7 +708,11 @@ impl Finish {
                 status: self.status.as_u16(),
                 account: m.account_label(self.facts.account),
                 api_method: m.method_label(self.facts.api_method.as_deref()),
-                client: if gateway { Some(client.unwrap_or_else(|| "none".to_owned())) } else { None },
+                client: if gateway {
+                    Some(client.unwrap_or_else(|| "none".to_owned()))
+                } else {
+                    None
+                },
             })
             .inc();
         let _enter = self.span.enter();
@@ -685,7 +756,10 @@ impl HttpBody for Tracked {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         match &polled {
@@ -721,10 +795,14 @@ impl HttpBody for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn account_prefix_and_root() {
-        assert_eq!(split_account_prefix("/platform_api"), Some((None, "/platform_api")));
+        assert_eq!(
+            split_account_prefix("/platform_api"),
+            Some((None, "/platform_api"))
+        );
         assert_eq!(
             split_account_prefix("/platform_api/GetUsers/"),
             Some((None, "/platform_api/GetUsers/"))
@@ -745,7 +823,10 @@ mod tests {
 
     #[test]
     fn method_from_path_is_decoded() {
-        assert_eq!(api_method_from_path("/platform_api/Get%55sers/").as_deref(), Some("GetUsers"));
+        assert_eq!(
+            api_method_from_path("/platform_api/Get%55sers/").as_deref(),
+            Some("GetUsers")
+        );
         assert_eq!(api_method_from_path("/platform_api"), None);
         assert_eq!(api_method_from_path("/platform_api/"), None);
     }
@@ -772,12 +853,21 @@ mod tests {
             (r#"{"iss":-1}"#, Err("-1".to_owned())),
             (r#"[1]"#, Ok(None)),
         ] {
-            h.insert(header::AUTHORIZATION, HeaderValue::from_str(&jwt(claims)).unwrap());
+            h.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&jwt(claims)).unwrap(),
+            );
             assert_eq!(bearer_iss(&h), want, "{claims}");
         }
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer not-a-jwt"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer not-a-jwt"),
+        );
         assert_eq!(bearer_iss(&h), Ok(None));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic dXNlcjpwYXNz"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
         assert_eq!(bearer_iss(&h), Ok(None));
     }
 }

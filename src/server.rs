@@ -53,7 +53,9 @@ impl Listener {
     /// The address, for logs and readiness messages.
     pub fn describe(&self) -> String {
         match self {
-            Listener::Tcp(l) => l.local_addr().map_or_else(|_| "tcp:?".to_owned(), |a| a.to_string()),
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp:?".to_owned(), |a| a.to_string()),
             Listener::Unix(l, _) => l
                 .local_addr()
                 .ok()
@@ -65,9 +67,7 @@ impl Listener {
     /// The listen-rule view of this listener's own address.
     pub fn addr(&self) -> ListenAddr {
         match self {
-            Listener::Tcp(l) => l
-                .local_addr()
-                .map_or(ListenAddr::Systemd, ListenAddr::Tcp),
+            Listener::Tcp(l) => l.local_addr().map_or(ListenAddr::Systemd, ListenAddr::Tcp),
             Listener::Unix(..) => ListenAddr::Unix(PathBuf::new()),
         }
     }
@@ -126,7 +126,10 @@ pub fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
                 } else {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
-                        format!("passed fd {} is not a listening TCP or Unix stream socket", 3 + i),
+                        format!(
+                            "passed fd {} is not a listening TCP or Unix stream socket",
+                            3 + i
+                        ),
                     ));
                 }
             }
@@ -206,7 +209,8 @@ pub async fn run(
                     let (io, info): (Box<dyn Io>, Arc<ConnInfo>) = match tls {
                         None => (io, info),
                         Some(tls) => {
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await
+                            {
                                 Ok(Ok((stream, peer))) => {
                                     let info = if peer.is_some() {
                                         Arc::new(ConnInfo {
@@ -238,11 +242,17 @@ pub async fn run(
     shutdown.await;
     let _ = stop_tx.send(true);
     while accept_loops.join_next().await.is_some() {}
-    tracing::info!(grace_secs = grace.as_secs_f64(), "stopped accepting; waiting for in-flight requests");
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "stopped accepting; waiting for in-flight requests"
+    );
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return;
     };
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
 }

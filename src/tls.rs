@@ -50,7 +50,10 @@ fn file_err(setting: &'static str, path: &Path, reason: impl Into<String>) -> Tl
     }
 }
 
-fn load_certs(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn load_certs(
+    setting: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| file_err(setting, path, format!("cannot read: {e}")))?
         .collect::<Result<_, _>>()
@@ -146,6 +149,13 @@ impl Inbound {
 }
 
 /// `voxproxy tls init`.
-pub fn init(_dir: &Path, _names: &[String], _force: bool, _out: &mut dyn std::io::Write) -> Result<(), crate::app::Failure> {
-    Err(crate::app::Failure::Runtime(anyhow::anyhow!("not implemented yet")))
+pub fn init(
+    _dir: &Path,
+    _names: &[String],
+    _force: bool,
+    _out: &mut dyn std::io::Write,
+) -> Result<(), crate::app::Failure> {
+    Err(crate::app::Failure::Runtime(anyhow::anyhow!(
+        "not implemented yet"
+    )))
 }

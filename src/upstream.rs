@@ -98,15 +98,30 @@ fn chain<'a>(
     std::iter::successors(Some(err), |e| e.source())
 }
 
+/// Whether `e` is a rustls error, possibly inside (nested) `io::Error`s: hyper-rustls wraps the
+/// handshake failure as `io::Error(Other, io::Error(InvalidData, rustls::Error))`, and
+/// `io::Error::source` skips the wrapped error itself.
+fn is_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    for _ in 0..8 {
+        if cur.is::<rustls::Error>() {
+            return true;
+        }
+        match cur
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => cur = inner,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// Turn a client failure into voxproxy's error kind. TLS failures are told apart from connect
 /// failures by finding a `rustls::Error` in the chain.
 pub fn classify(err: hyper_util::client::legacy::Error) -> ProxyError {
-    let is_tls = chain(&err).any(|e| e.downcast_ref::<rustls::Error>().is_some())
-        || chain(&err).any(|e| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-        });
+    let is_tls = chain(&err).any(is_rustls_error);
     if is_tls {
         return ProxyError::new(
             ErrorKind::UpstreamTls,

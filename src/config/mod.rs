@@ -335,7 +335,7 @@ impl Settings {
         let file = match &config {
             None => None,
             Some((path, origin)) => match std::fs::read_to_string(path) {
-                Ok(text) => match parse_file(path, &text) {
+                Ok(text) => match parse_file(path, origin, &text) {
                     Ok(table) => Some((path.clone(), table)),
                     Err(mut e) => {
                         errors.append(&mut e);
@@ -466,7 +466,10 @@ impl Settings {
                 l.invalid(
                     "token_refresh_before",
                     v,
-                    format!("must be at most half of token_ttl ({token_ttl}), so at most {}", token_ttl / 2),
+                    format!(
+                        "must be at most half of token_ttl ({token_ttl}), so at most {}",
+                        token_ttl / 2
+                    ),
                 );
                 token_ttl / 2
             }
@@ -583,12 +586,16 @@ impl Settings {
         match (&tls_cert, &tls_key) {
             (Some(_), None) => l.invalid(
                 "tls_cert",
-                tls_cert.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                tls_cert
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
                 "tls_key must be set too",
             ),
             (None, Some(_)) => l.invalid(
                 "tls_key",
-                tls_key.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                tls_key
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
                 "tls_cert must be set too",
             ),
             _ => {}
@@ -600,7 +607,10 @@ impl Settings {
                 "client certificates need TLS on the main listener: set tls_cert and tls_key",
             );
         }
-        if admin_listen.as_ref() == Some(&listen) && listen != ListenAddr::Systemd {
+        if admin_listen.as_ref() == Some(&listen)
+            && listen != ListenAddr::Systemd
+            && !matches!(&listen, ListenAddr::Tcp(a) if a.port() == 0)
+        {
             l.invalid(
                 "admin_listen",
                 &listen,
@@ -608,7 +618,11 @@ impl Settings {
             );
         }
         if admin_listen == Some(ListenAddr::Systemd) {
-            l.invalid("admin_listen", "systemd", "systemd sockets serve the main listener only");
+            l.invalid(
+                "admin_listen",
+                "systemd",
+                "systemd sockets serve the main listener only",
+            );
         }
 
         if !l.errors.is_empty() {
@@ -657,10 +671,11 @@ impl Settings {
             key: "listen",
             value: addr.to_string(),
             origin: self.origin("listen"),
-            reason: "not a loopback address: anyone who can reach it could act with your Voximplant \
+            reason:
+                "not a loopback address: anyone who can reach it could act with your Voximplant \
                      key; configure gateway clients (clients) or set allow_unauthenticated_network \
                      = true (--allow-unauthenticated-network) to accept that"
-                .to_owned(),
+                    .to_owned(),
         })
     }
 
@@ -671,12 +686,12 @@ impl Settings {
     }
 }
 
-/// Parse the config file's text: unknown keys are errors.
-fn parse_file(path: &Path, text: &str) -> Result<toml::Table, Vec<SettingError>> {
+/// Parse the config file's text: unknown keys are errors. `origin` says what named the file.
+fn parse_file(path: &Path, origin: &Origin, text: &str) -> Result<toml::Table, Vec<SettingError>> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         vec![SettingError::File {
             path: path.to_owned(),
-            origin: Origin::File(path.to_owned()),
+            origin: origin.clone(),
             reason: format!("not valid TOML: {}", e.message()),
         }]
     })?;
@@ -749,7 +764,9 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         other => return Err(format!("scheme `{other}` is not supported: use https")),
     };
     if scheme.as_str() == "http" && !is_loopback_host(&host) {
-        return Err("plain http:// is allowed only for a loopback upstream (tests); use https".to_owned());
+        return Err(
+            "plain http:// is allowed only for a loopback upstream (tests); use https".to_owned(),
+        );
     }
     Ok(Upstream {
         port: authority.port_u16().unwrap_or(default_port),
@@ -769,8 +786,13 @@ fn parse_header_name(s: &str) -> Result<HeaderName, String> {
         .map_err(|_| "not a valid HTTP header name".to_owned())?;
     if matches!(
         name.as_str(),
-        "authorization" | "proxy-authorization" | "host" | "connection" | "content-length"
-            | "transfer-encoding" | "x-request-id"
+        "authorization"
+            | "proxy-authorization"
+            | "host"
+            | "connection"
+            | "content-length"
+            | "transfer-encoding"
+            | "x-request-id"
     ) {
         return Err(format!("`{name}` is reserved; pick a header of your own"));
     }

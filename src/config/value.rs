@@ -80,7 +80,9 @@ impl Raw {
         let v = match self {
             Raw::Toml(toml::Value::Integer(i)) => *i as f64,
             Raw::Toml(toml::Value::Float(f)) => *f,
-            Raw::Toml(v) => return Err(format!("must be a number of seconds, not {}", v.type_str())),
+            Raw::Toml(v) => {
+                return Err(format!("must be a number of seconds, not {}", v.type_str()));
+            }
             _ => self
                 .text()?
                 .trim()
@@ -115,7 +117,11 @@ impl Raw {
                     "k" | "kib" => 1 << 10,
                     "m" | "mib" => 1 << 20,
                     "g" | "gib" => 1 << 30,
-                    _ => return Err("must be a number of bytes, optionally with KiB, MiB or GiB".to_owned()),
+                    _ => {
+                        return Err(
+                            "must be a number of bytes, optionally with KiB, MiB or GiB".to_owned()
+                        );
+                    }
                 };
                 (n.to_owned(), mult)
             }
@@ -142,13 +148,20 @@ impl Raw {
                     other => Err(format!("`{other}` is not a positive account id")),
                 })
                 .collect::<Result<_, _>>()?,
-            Raw::Toml(v) => return Err(format!("must be a list of account ids, not {}", v.type_str())),
+            Raw::Toml(v) => {
+                return Err(format!(
+                    "must be a list of account ids, not {}",
+                    v.type_str()
+                ));
+            }
             _ => self
                 .text()?
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| parse_account_id(s).ok_or_else(|| format!("`{s}` is not a positive account id")))
+                .map(|s| {
+                    parse_account_id(s).ok_or_else(|| format!("`{s}` is not a positive account id"))
+                })
                 .collect::<Result<_, _>>()?,
         };
         if ids.is_empty() {

@@ -23,11 +23,18 @@ pub struct Client {
 impl Client {
     /// The account a request acts for when it names none.
     pub fn default_account(&self, first_credentials_account: u64) -> u64 {
-        self.accounts.first().copied().unwrap_or(first_credentials_account)
+        self.accounts
+            .first()
+            .copied()
+            .unwrap_or(first_credentials_account)
     }
 
     /// 403 unless the client may act for `account`.
-    pub fn check_account(&self, account: u64, first_credentials_account: u64) -> Result<(), ProxyError> {
+    pub fn check_account(
+        &self,
+        account: u64,
+        first_credentials_account: u64,
+    ) -> Result<(), ProxyError> {
         let allowed = if self.accounts.is_empty() {
             account == first_credentials_account
         } else {
@@ -110,7 +117,11 @@ pub mod admin {
     use crate::config::Settings;
 
     /// Run a `client` subcommand.
-    pub fn run(_settings: &Settings, _cmd: &ClientCommand, _out: &mut dyn std::io::Write) -> Result<(), Failure> {
+    pub fn run(
+        _settings: &Settings,
+        _cmd: &ClientCommand,
+        _out: &mut dyn std::io::Write,
+    ) -> Result<(), Failure> {
         Err(Failure::Runtime(anyhow::anyhow!("not implemented yet")))
     }
 }

@@ -172,7 +172,10 @@ impl TokenCache {
         clock: Arc<dyn Clock>,
         observer: Option<Arc<dyn CacheObserver>>,
     ) -> TokenCache {
-        assert!(!signers.is_empty(), "the token cache needs at least one key");
+        assert!(
+            !signers.is_empty(),
+            "the token cache needs at least one key"
+        );
         let cache = TokenCache {
             inner: Arc::new(Inner {
                 cfg,
@@ -218,7 +221,14 @@ impl TokenCache {
 
     /// Mint tokens for every loaded credentials file's account now (start-up, readiness).
     pub async fn warm(&self) -> Vec<TokenError> {
-        let accounts: Vec<u64> = self.inner.keys.load().signers.iter().map(|(a, _)| *a).collect();
+        let accounts: Vec<u64> = self
+            .inner
+            .keys
+            .load()
+            .signers
+            .iter()
+            .map(|(a, _)| *a)
+            .collect();
         let mut errors = Vec::new();
         for account in accounts {
             if let Err(e) = self.get(account).await {
@@ -244,7 +254,10 @@ impl TokenCache {
     /// # Panics
     /// If `signers` is empty.
     pub fn set_keys(&self, signers: Vec<(u64, Arc<dyn Signer>)>) {
-        assert!(!signers.is_empty(), "the token cache needs at least one key");
+        assert!(
+            !signers.is_empty(),
+            "the token cache needs at least one key"
+        );
         self.inner.keys.store(Arc::new(KeySet { signers }));
         self.pin_primaries();
         self.inner.wake.notify_one();
@@ -298,7 +311,11 @@ impl TokenCache {
                     if stale_key || (now >= tok.refresh_at && (pinned || used_since_mint)) {
                         true
                     } else {
-                        let at = if now >= tok.refresh_at { tok.exp - SERVE_MARGIN } else { tok.refresh_at };
+                        let at = if now >= tok.refresh_at {
+                            tok.exp - SERVE_MARGIN
+                        } else {
+                            tok.refresh_at
+                        };
                         next = next.min(at);
                         false
                     }
@@ -332,7 +349,10 @@ impl TokenCache {
             return slot.clone();
         }
         if !pinned {
-            let children = slots.values().filter(|s| !s.pinned.load(Ordering::Relaxed)).count();
+            let children = slots
+                .values()
+                .filter(|s| !s.pinned.load(Ordering::Relaxed))
+                .count();
             if children >= self.inner.cfg.max_children {
                 let lru = slots
                     .values()
@@ -377,7 +397,8 @@ impl TokenCache {
         }
         if let Ok(slots) = self.inner.slots.read() {
             for slot in slots.values() {
-                slot.pinned.store(keys.is_primary(slot.account), Ordering::Relaxed);
+                slot.pinned
+                    .store(keys.is_primary(slot.account), Ordering::Relaxed);
             }
         }
     }
@@ -391,7 +412,9 @@ impl TokenCache {
         if let Some(tok) = slot.token.load_full() {
             let fresh_enough = match reason {
                 MintReason::Needed => now < tok.exp - SERVE_MARGIN,
-                MintReason::Refresh => now < tok.refresh_at && tok.fingerprint == signer.fingerprint(),
+                MintReason::Refresh => {
+                    now < tok.refresh_at && tok.fingerprint == signer.fingerprint()
+                }
             };
             if fresh_enough {
                 return Ok(tok);
@@ -399,10 +422,11 @@ impl TokenCache {
         }
         let claims = Claims::new(slot.account, now, self.inner.cfg.ttl);
         let minted = signer.mint(&claims).and_then(|jwt| {
-            let mut value = HeaderValue::try_from(format!("Bearer {jwt}")).map_err(|_| MintError {
-                key_id: signer.key_id().to_owned(),
-                reason: "the token is not a valid header value".to_owned(),
-            })?;
+            let mut value =
+                HeaderValue::try_from(format!("Bearer {jwt}")).map_err(|_| MintError {
+                    key_id: signer.key_id().to_owned(),
+                    reason: "the token is not a valid header value".to_owned(),
+                })?;
             value.set_sensitive(true);
             Ok(value)
         });
@@ -424,7 +448,10 @@ impl TokenCache {
                 Ok(tok)
             }
             Err(source) => {
-                let failures = slot.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                let failures = slot
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
                 let backoff = 1i64 << failures.min(6).saturating_sub(1);
                 slot.retry_at
                     .store(now + backoff.min(MAX_BACKOFF_SECS), Ordering::Relaxed);
@@ -438,7 +465,11 @@ impl TokenCache {
                     "token mint failed"
                 );
                 // A failed refresh keeps serving the still-valid token.
-                if let Some(tok) = slot.token.load_full().filter(|t| now < t.exp - SERVE_MARGIN) {
+                if let Some(tok) = slot
+                    .token
+                    .load_full()
+                    .filter(|t| now < t.exp - SERVE_MARGIN)
+                {
                     if matches!(reason, MintReason::Needed) {
                         return Ok(tok);
                     }

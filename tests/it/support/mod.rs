@@ -1,0 +1,76 @@
+//! Shared test support: keys and certificates made at test time, a mock Voximplant upstream over
+#![allow(dead_code)] // Shared helpers; not every test file uses every one.
+//! TLS, the real binary under control, and small HTTP clients.
+
+pub mod certs;
+pub mod http;
+pub mod process;
+pub mod upstream;
+
+use std::path::PathBuf;
+
+use certs::Creds;
+use process::Voxproxy;
+use upstream::{Options, Upstream};
+
+/// A proxy in front of a mock upstream, with one credentials file.
+pub struct Rig {
+    /// The mock upstream.
+    pub upstream: Upstream,
+    /// The primary credentials.
+    pub creds: Creds,
+    /// The running proxy.
+    pub proxy: Voxproxy,
+    /// Scratch directory (credentials, config).
+    pub dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Start a mock upstream and a proxy trusting it, with `extra` serve arguments.
+    pub async fn start(extra: &[&str]) -> Rig {
+        Self::start_with(extra, &[], Options::default()).await
+    }
+
+    /// Like [`Rig::start`] with environment variables and upstream options.
+    pub async fn start_with(extra: &[&str], env: &[(&str, &str)], opts: Options) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = Creds::write(dir.path(), "credentials.json", 1_000_001);
+        let upstream =
+            Upstream::start(vec![(creds.key_id.clone(), creds.key.decoding_key())], opts).await;
+        let proxy = Self::proxy(&upstream, &creds, extra, env);
+        Rig {
+            upstream,
+            creds,
+            proxy,
+            dir,
+        }
+    }
+
+    /// Start a proxy for `upstream` with `creds`.
+    pub fn proxy(
+        upstream: &Upstream,
+        creds: &Creds,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Voxproxy {
+        let creds_path = creds.path.to_string_lossy().into_owned();
+        let ca = upstream.ca_path.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url,
+            "--upstream-ca",
+            &ca,
+            "--credentials",
+            &creds_path,
+        ];
+        args.extend_from_slice(extra);
+        Voxproxy::start(&args, env)
+    }
+
+    /// A path in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
