@@ -242,6 +242,7 @@ fn serve(settings: Settings, flags: crate::cli::SettingsArgs) -> Result<(), Fail
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        let hup = crate::reload::hangup_signal();
         let metrics = Arc::new(Metrics::new());
         let tokens = TokenCache::new(
             CacheConfig {
@@ -330,6 +331,7 @@ fn serve(settings: Settings, flags: crate::cli::SettingsArgs) -> Result<(), Fail
             settings.clone(),
             flags,
             tls.clone(),
+            hup,
             wait_stop(stop_rx.clone()),
         ));
         // Readiness: every credentials file has minted. Until then, retry in the background.

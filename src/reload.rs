@@ -1,20 +1,42 @@
-//! Reloading: SIGHUP and file watching for the credentials, clients and TLS files. A broken file
-//! keeps the old one in force; a changed key takes effect as soon as it has minted.
+//! Reloading: SIGHUP and file watching for the credentials, config, clients and TLS files.
+//!
+//! A broken file keeps the old one in force and logs why. A changed key takes effect as soon as it
+//! has minted (the token cache re-mints stale-key tokens at once and swaps each in when ready), so
+//! no request fails or waits because of a reload.
+//!
+//! Watching: the *directory* of each file is watched (inotify via `notify`), not the file's inode,
+//! so a rename over the file and a Kubernetes Secret's `..data` symlink swap are seen. Any event in
+//! a watched directory schedules a content check (debounced); a content digest decides what
+//! changed, so touching a file without changing it does nothing. The same check also runs every
+//! two seconds, which bounds the delay at a few seconds even where inotify is unavailable.
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cli::SettingsArgs;
-use crate::config::Settings;
+use crate::config::{ProcessEnv, Settings};
 use crate::credentials::Credentials;
-use crate::metrics::{CredentialsLabels, Metrics};
-use crate::proxy::Proxy;
+use crate::metrics::{CredentialsLabels, Label, Metrics};
+use crate::proxy::{CredentialSet, Proxy};
 use crate::tls::Inbound;
 
-/// Record the loaded keys in `voxproxy_credentials_info`.
+/// How long file events are collected before acting on them (an editor or `kubectl` writes in
+/// several steps).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// How often file contents are compared even without an event.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Record the loaded keys in `voxproxy_credentials_info`, and start each account's token
+/// counters at zero so dashboards and alerts see the series before the first event.
 pub fn record_credentials(metrics: &Metrics, creds: &[Credentials]) {
     metrics.credentials_info.clear();
     for c in creds {
+        let account = metrics.account_label(Some(c.account_id));
+        let _ = metrics.tokens_minted.get_or_create(&Label("account", account.clone()));
+        let _ = metrics.mint_failures.get_or_create(&Label("account", account));
         metrics
             .credentials_info
             .get_or_create(&CredentialsLabels {
@@ -34,13 +56,280 @@ pub fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
+/// What a watched file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Config,
+    Credentials,
+    Clients,
+    Tls,
+}
+
+/// The reloader's state.
+struct Reloader {
+    proxy: Arc<Proxy>,
+    settings: Settings,
+    flags: SettingsArgs,
+    tls: Option<Arc<Inbound>>,
+    /// Each watched file and the digest of its content when last loaded (`None`: unreadable).
+    files: Vec<(Kind, PathBuf, Option<[u8; 32]>)>,
+}
+
+fn digest(path: &Path) -> Option<[u8; 32]> {
+    let bytes = std::fs::read(path).ok()?;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    Some(out)
+}
+
+impl Reloader {
+    fn watched_paths(&self) -> Vec<(Kind, PathBuf)> {
+        let s = &self.settings;
+        let mut v: Vec<(Kind, PathBuf)> = s.credentials.iter().map(|p| (Kind::Credentials, p.clone())).collect();
+        if let Some(p) = &s.config {
+            v.push((Kind::Config, p.clone()));
+        }
+        if let Some(gw) = &self.proxy.gateway {
+            v.push((Kind::Clients, gw.path().to_owned()));
+        }
+        if let Some(tls) = &self.tls {
+            v.push((Kind::Tls, tls.files.cert.clone()));
+            v.push((Kind::Tls, tls.files.key.clone()));
+            if let Some(ca) = &tls.files.client_ca {
+                v.push((Kind::Tls, ca.clone()));
+            }
+        }
+        v
+    }
+
+    /// Record current digests as loaded.
+    fn snapshot(&mut self) {
+        self.files = self
+            .watched_paths()
+            .into_iter()
+            .map(|(k, p)| {
+                let d = digest(&p);
+                (k, p, d)
+            })
+            .collect();
+    }
+
+    /// Directories to watch.
+    fn dirs(&self) -> BTreeSet<PathBuf> {
+        self.files
+            .iter()
+            .map(|(_, p, _)| match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => PathBuf::from("."),
+            })
+            .collect()
+    }
+
+    /// Kinds whose file content changed since the last snapshot.
+    fn changed(&self) -> BTreeSet<Kind> {
+        self.files
+            .iter()
+            .filter(|(_, p, d)| digest(p) != *d)
+            .map(|(k, _, _)| *k)
+            .collect()
+    }
+
+    async fn reload(&mut self, kinds: BTreeSet<Kind>, reason: &str) {
+        if kinds.is_empty() {
+            return;
+        }
+        notify_systemd(&[sd_notify::NotifyState::Reloading]);
+        tracing::info!(reason, what = ?kinds, "reloading");
+        let mut kinds = kinds;
+        if kinds.contains(&Kind::Config) {
+            self.reload_config();
+            // New settings may name other credentials files.
+            kinds.insert(Kind::Credentials);
+        }
+        if kinds.contains(&Kind::Credentials) {
+            self.reload_credentials();
+        }
+        if kinds.contains(&Kind::Clients) {
+            if let Some(gw) = &self.proxy.gateway {
+                match gw.reload() {
+                    Ok(()) => tracing::info!(clients = %gw.summary(), "gateway clients reloaded"),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "clients file not reloaded; the previous clients stay in force"),
+                }
+            }
+        }
+        if kinds.contains(&Kind::Tls) {
+            if let Some(tls) = &self.tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => tracing::error!(error = %e, "TLS files not reloaded; the previous certificate stays in force"),
+                }
+            }
+        }
+        self.snapshot();
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
+    }
+
+    fn reload_config(&mut self) {
+        let new = match Settings::resolve(&self.flags, &ProcessEnv) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "config not reloaded; the previous settings stay in force");
+                return;
+            }
+        };
+        let old = &self.settings;
+        let restart: Vec<&str> = [
+            ("listen", old.listen != new.listen),
+            ("admin_listen", old.admin_listen != new.admin_listen),
+            ("upstream", old.upstream.to_string() != new.upstream.to_string()),
+            ("upstream_ca", old.upstream_ca != new.upstream_ca),
+            ("account_header", old.account_header != new.account_header),
+            ("allowed_accounts", old.allowed_accounts != new.allowed_accounts),
+            ("token_ttl", old.token_ttl != new.token_ttl),
+            ("token_refresh_before", old.token_refresh_before != new.token_refresh_before),
+            ("connect_timeout", old.connect_timeout != new.connect_timeout),
+            ("request_timeout", old.request_timeout != new.request_timeout),
+            ("max_body_bytes", old.max_body_bytes != new.max_body_bytes),
+            ("shutdown_grace", old.shutdown_grace != new.shutdown_grace),
+            ("log_format", old.log_format != new.log_format),
+            ("log_level", old.log_level != new.log_level),
+            ("workers", old.workers != new.workers),
+            ("allow_unauthenticated_network", old.allow_unauthenticated_network != new.allow_unauthenticated_network),
+            ("clients", old.clients != new.clients),
+            ("tls_cert", old.tls_cert != new.tls_cert),
+            ("tls_key", old.tls_key != new.tls_key),
+            ("tls_client_ca", old.tls_client_ca != new.tls_client_ca),
+        ]
+        .into_iter()
+        .filter_map(|(k, changed)| changed.then_some(k))
+        .collect();
+        if !restart.is_empty() {
+            tracing::warn!(settings = ?restart, "these settings changed but take effect only after a restart");
+        }
+        // Only the credentials list is live; keep the rest as running.
+        let mut kept = self.settings.clone();
+        kept.credentials = new.credentials;
+        kept.config = new.config;
+        self.settings = kept;
+    }
+
+    fn reload_credentials(&mut self) {
+        let metrics = &self.proxy.metrics;
+        match crate::app::load_credentials(&self.settings) {
+            Ok(creds) => {
+                let old: Vec<([u8; 32], u64)> = self
+                    .proxy
+                    .credentials
+                    .load()
+                    .list
+                    .iter()
+                    .map(|c| (c.key.fingerprint(), c.account_id))
+                    .collect();
+                let new: Vec<([u8; 32], u64)> = creds.iter().map(|c| (c.key.fingerprint(), c.account_id)).collect();
+                if old != new {
+                    self.proxy.tokens.set_keys(crate::app::signers(&creds));
+                    let ids: Vec<String> = creds.iter().map(|c| format!("{}:{}", c.account_id, c.key_id)).collect();
+                    tracing::info!(keys = ?ids, "credentials reloaded; new tokens are minted with the new keys");
+                } else {
+                    tracing::info!("credentials reloaded; keys unchanged");
+                }
+                record_credentials(metrics, &creds);
+                self.proxy
+                    .credentials
+                    .store(Arc::new(CredentialSet { list: creds }));
+                metrics.reloads.get_or_create(&Label("result", "success".to_owned())).inc();
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!(error = %format!("{e:#}"), "credentials not reloaded; the previous keys stay in force");
+                }
+                metrics.reloads.get_or_create(&Label("result", "failure".to_owned())).inc();
+            }
+        }
+    }
+}
+
+fn watch(dirs: &BTreeSet<PathBuf>, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch files; changes are picked up by polling every 2 s");
+            return None;
+        }
+    };
+    for dir in dirs {
+        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; polling it instead");
+        }
+    }
+    Some(watcher)
+}
+
+/// Install the SIGHUP handler. Done before start-up finishes, so a SIGHUP that arrives early
+/// reloads instead of killing the process (the default action).
+pub fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reload by file change only");
+            None
+        }
+    }
+}
+
 /// Reload on SIGHUP and on file changes until `stop` completes.
 pub async fn run(
-    _proxy: Arc<Proxy>,
-    _settings: Settings,
-    _flags: SettingsArgs,
-    _tls: Option<Arc<Inbound>>,
+    proxy: Arc<Proxy>,
+    settings: Settings,
+    flags: SettingsArgs,
+    tls: Option<Arc<Inbound>>,
+    hup: Option<tokio::signal::unix::Signal>,
     stop: impl Future<Output = ()>,
 ) {
-    stop.await;
+    let mut hup = hup;
+    let mut r = Reloader {
+        proxy,
+        settings,
+        flags,
+        tls,
+        files: Vec::new(),
+    };
+    r.snapshot();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut dirs = r.dirs();
+    let mut watcher = watch(&dirs, tx.clone());
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                let all = r.files.iter().map(|(k, _, _)| *k).collect();
+                r.reload(all, "SIGHUP").await;
+            }
+            Some(()) = rx.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while rx.try_recv().is_ok() {}
+                let changed = r.changed();
+                r.reload(changed, "file change").await;
+            }
+            _ = poll.tick() => {
+                let changed = r.changed();
+                r.reload(changed, "file change").await;
+            }
+        }
+        let now = r.dirs();
+        if now != dirs {
+            dirs = now;
+            watcher = watch(&dirs, tx.clone());
+        }
+    }
+    drop(watcher);
 }

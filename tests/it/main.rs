@@ -7,3 +7,5 @@ mod cli;
 mod failures;
 mod forwarding;
 mod lifecycle;
+mod observability;
+mod reload;

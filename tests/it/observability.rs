@@ -1,0 +1,158 @@
+//! Metrics with exact counts, request ids both ways, and the redaction proof: no token, no key
+//! material and no inbound credential in any log line or in /metrics.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::Request;
+use nix::sys::signal::Signal;
+
+use crate::support::Rig;
+use crate::support::certs::Creds;
+use crate::support::http::{body, get, send};
+use crate::support::process::run;
+
+#[tokio::test]
+async fn metrics_count_a_known_mix_exactly() {
+    let rig = Rig::start(&["--allowed-accounts", "1000001,42"]).await;
+    let addr = rig.proxy.addr();
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/platform_api/GetUsers/?x=1").await.status, 200);
+    }
+    assert_eq!(get(addr, "/accounts/42/platform_api/SetUserInfo/").await.status, 200);
+    assert_eq!(get(addr, "/platform_api?cmd=GetAccountInfo").await.status, 200);
+    assert_eq!(get(addr, "/platform_api/Weird-Name!/").await.status, 200);
+    assert_eq!(get(addr, "/nope").await.status, 404);
+    assert_eq!(get(addr, "/accounts/7/platform_api/GetUsers/").await.status, 403);
+    let text = String::from_utf8_lossy(&get(addr, "/metrics").await.body).into_owned();
+    for line in [
+        "voxproxy_requests_total{status=\"200\",account=\"1000001\",api_method=\"GetUsers\"} 3",
+        "voxproxy_requests_total{status=\"200\",account=\"42\",api_method=\"SetUserInfo\"} 1",
+        "voxproxy_requests_total{status=\"200\",account=\"1000001\",api_method=\"GetAccountInfo\"} 1",
+        "voxproxy_requests_total{status=\"200\",account=\"1000001\",api_method=\"other\"} 1",
+        "voxproxy_requests_total{status=\"404\",account=\"none\",api_method=\"none\"} 1",
+        "voxproxy_requests_total{status=\"403\",account=\"7\",api_method=\"GetUsers\"} 1",
+        "voxproxy_errors_total{kind=\"not_found\"} 1",
+        "voxproxy_errors_total{kind=\"account_not_allowed\"} 1",
+        "voxproxy_errors_total{kind=\"upstream_tls\"} 0",
+        "voxproxy_request_duration_seconds_count 8",
+        "voxproxy_upstream_duration_seconds_count 6",
+        "voxproxy_requests_in_flight 0",
+        "voxproxy_tokens_minted_total{account=\"1000001\"} 1",
+        "voxproxy_tokens_minted_total{account=\"42\"} 1",
+        "voxproxy_token_mint_failures_total{account=\"1000001\"} 0",
+        "voxproxy_credentials_reloads_total{result=\"success\"} 0",
+        "voxproxy_credentials_reloads_total{result=\"failure\"} 0",
+        &format!("voxproxy_credentials_info{{account=\"1000001\",key_id=\"{}\"}} 1", rig.creds.key_id),
+        &format!("voxproxy_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
+    assert!(text.contains("voxproxy_token_expiry_timestamp_seconds{account=\"1000001\"} "));
+    assert!(text.contains("process_resident_memory_bytes "));
+    assert!(text.contains("process_cpu_seconds_total "));
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_generated_and_propagated() {
+    let rig = Rig::start(&[]).await;
+    let addr = rig.proxy.addr();
+    let kept = send(
+        addr,
+        Request::get("/platform_api/GetUsers/").header("x-request-id", "trace-abc.123").body(body("")).unwrap(),
+    )
+    .await;
+    assert_eq!(kept.header("x-request-id"), Some("trace-abc.123"));
+    assert_eq!(rig.upstream.last().headers["x-request-id"], "trace-abc.123");
+    let generated = send(
+        addr,
+        Request::get("/platform_api/GetUsers/").header("x-request-id", "bad id with spaces").body(body("")).unwrap(),
+    )
+    .await;
+    let id = generated.header("x-request-id").unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_eq!(rig.upstream.last().headers["x-request-id"], id.as_str());
+    // voxproxy's own errors carry it too, and every log line of the request names it.
+    let err = send(addr, Request::get("/nope").header("x-request-id", "err-id-1").body(body("")).unwrap()).await;
+    assert_eq!(err.header("x-request-id"), Some("err-id-1"));
+    let access = rig
+        .proxy
+        .log
+        .wait_for(Duration::from_secs(5), |l| l.contains("err-id-1") && l.contains("\"status\":404"))
+        .expect("the access line names the request id");
+    let v: serde_json::Value = serde_json::from_str(&access).unwrap();
+    assert_eq!(v["span"]["request_id"], "err-id-1");
+    assert!(v["timestamp"].is_string() && v["level"] == "INFO");
+    for field in ["method", "path", "api_method", "account", "status", "duration_ms", "bytes_in", "bytes_out"] {
+        assert!(!v[field].is_null(), "access log lacks {field}: {access}");
+    }
+}
+
+#[tokio::test]
+async fn no_secret_in_logs_metrics_or_check_output() {
+    let rig = Rig::start_with(&["--log-level", "trace"], &[], Default::default()).await;
+    let addr = rig.proxy.addr();
+    let inbound_bearer = "Bearer inbound-secret-token-0123456789";
+    let inbound_basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("user:inbound-basic-password-xyz")
+    );
+    for (path, auth) in [
+        ("/platform_api/GetUsers/?api_key=LEGACYSECRET1", inbound_bearer.to_owned()),
+        ("/platform_api/GetUsers/", inbound_basic.clone()),
+        ("/nope?session_id=LEGACYSECRET2", inbound_bearer.to_owned()),
+        ("/platform_api/Slow/?ms=1", inbound_bearer.to_owned()),
+    ] {
+        let _ = send(
+            addr,
+            Request::get(path)
+                .header("authorization", &auth)
+                .header("proxy-authorization", &inbound_basic)
+                .body(body("account_password=LEGACYSECRET3"))
+                .unwrap(),
+        )
+        .await;
+    }
+    // A reload with a new key, and a broken one.
+    let key = crate::support::certs::RsaKey::generate();
+    rig.upstream.trust("redaction-rotated", key.decoding_key());
+    Creds::write_json(&rig.creds.path, rig.creds.account, "redaction-rotated", &key);
+    rig.proxy.signal(Signal::SIGHUP);
+    rig.proxy.log.wait_for(Duration::from_secs(5), |l| l.contains("credentials reloaded")).unwrap();
+    let _ = get(addr, "/platform_api/GetUsers/").await;
+    let metrics = String::from_utf8_lossy(&get(addr, "/metrics").await.body).into_owned();
+    let (_, check_out, check_err) = run(&["check", "--credentials", rig.creds.path.to_str().unwrap(), "--log-level", "trace"], &[]);
+    let (_, token_out, _) = run(&["token", "--credentials", rig.creds.path.to_str().unwrap()], &[]);
+
+    let everything = format!("{}\n{metrics}\n{check_out}\n{check_err}", rig.proxy.logs());
+    let mut secrets: Vec<String> = rig
+        .upstream
+        .records()
+        .iter()
+        .filter_map(|r| r.jwt.as_ref().ok().map(|j| j.raw.clone()))
+        .collect();
+    assert!(secrets.len() >= 3, "tokens were minted");
+    for s in secrets.clone() {
+        // Any of the three parts of a token (the signature above all) must not appear.
+        secrets.extend(s.split('.').map(str::to_owned));
+    }
+    secrets.push(token_out.trim().trim_start_matches("Authorization: Bearer ").to_owned());
+    for pem in [rig.creds.key.pkcs8_pem(), key.pkcs8_pem()] {
+        secrets.extend(pem.lines().filter(|l| !l.starts_with("-----")).map(str::to_owned));
+    }
+    secrets.extend(
+        [
+            "inbound-secret-token-0123456789",
+            inbound_basic.trim_start_matches("Basic "),
+            "LEGACYSECRET1",
+            "LEGACYSECRET2",
+        ]
+        .map(str::to_owned),
+    );
+    for s in &secrets {
+        assert!(s.len() >= 8);
+        assert!(!everything.contains(s.as_str()), "a secret leaked: {s}");
+    }
+    assert!(everything.contains("credentials reloaded"), "the captured output is real");
+    assert!(everything.lines().count() > 10);
+}

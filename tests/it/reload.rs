@@ -1,0 +1,168 @@
+//! Live key rotation: SIGHUP and file changes (rename over the file, a Kubernetes `..data`
+//! symlink swap) under load, with zero failed requests; broken files keep the old key.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::Rig;
+use crate::support::certs::{Creds, RsaKey};
+use crate::support::http::get;
+use crate::support::process::Voxproxy;
+use crate::support::upstream::Upstream;
+
+/// Requests in a bounded loop from `workers` tasks until `stop` (or `max` requests); returns
+/// (ok, failed).
+fn load(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, workers: usize, max: usize) -> tokio::task::JoinHandle<(usize, usize)> {
+    tokio::spawn(async move {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(Ordering::Relaxed) && sent.fetch_add(1, Ordering::Relaxed) < max {
+                    let resp = get(addr, "/platform_api/GetAccountInfo/").await;
+                    if resp.status == 200 { ok += 1 } else { failed += 1 }
+                }
+                (ok, failed)
+            }));
+        }
+        let mut total = (0, 0);
+        for t in tasks {
+            let (o, f) = t.await.unwrap();
+            total.0 += o;
+            total.1 += f;
+        }
+        total
+    })
+}
+
+/// The value of one sample line in a metrics exposition.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in\n{metrics}"))
+}
+
+/// Wait until the upstream has seen `kid`; returns how long it took.
+async fn wait_for_kid(upstream: &Upstream, kid: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if upstream.records().iter().any(|r| r.jwt.as_ref().is_ok_and(|j| j.kid == kid)) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "the upstream did not see kid {kid} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn rotate(signal: bool) {
+    let rig = Rig::start(&[]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = load(rig.proxy.addr(), stop.clone(), 4, 20_000);
+    // Let traffic flow on the old key first.
+    wait_for_kid(&rig.upstream, &rig.creds.key_id, Duration::from_secs(5)).await;
+    let new_key = RsaKey::generate();
+    let new_kid = "rotated-kid";
+    rig.upstream.trust(new_kid, new_key.decoding_key());
+    Creds::write_json(&rig.creds.path, rig.creds.account, new_kid, &new_key);
+    if signal {
+        rig.proxy.signal(Signal::SIGHUP);
+    }
+    let took = wait_for_kid(&rig.upstream, new_kid, Duration::from_secs(5)).await;
+    // Keep the load going a little past the switch, then stop it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = traffic.await.unwrap();
+    assert_eq!(failed, 0, "requests failed during the rotation");
+    assert!(ok > 10, "the load ran ({ok} requests)");
+    assert!(took < Duration::from_secs(1), "new kid after {took:?}");
+    // After the switch, only the new key signs.
+    let last = rig.upstream.last();
+    assert_eq!(last.jwt.unwrap().kid, new_kid);
+    let metrics = String::from_utf8_lossy(&get(rig.proxy.addr(), "/metrics").await.body).into_owned();
+    // The file watch and SIGHUP may each reload: at least one success, no failure.
+    assert!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"success\"}") >= 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"failure\"}"), 0.0);
+    assert!(metrics.contains(&format!("voxproxy_credentials_info{{account=\"{}\",key_id=\"{new_kid}\"}} 1", rig.creds.account)));
+    assert!(!metrics.contains(&rig.creds.key_id), "the old key id left the info metric");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_with_sighup_under_load() {
+    rotate(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_by_file_change_alone_under_load() {
+    rotate(false).await;
+}
+
+#[tokio::test]
+async fn corrupted_file_and_sighup_keep_the_old_key() {
+    let rig = Rig::start(&[]).await;
+    std::fs::write(&rig.creds.path, "{ this is not json").unwrap();
+    rig.proxy.signal(Signal::SIGHUP);
+    rig.proxy
+        .log
+        .wait_for(Duration::from_secs(5), |l| l.contains("credentials not reloaded"))
+        .expect("the failure is logged");
+    let resp = get(rig.proxy.addr(), "/platform_api/GetUsers/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(rig.upstream.last().jwt.unwrap().kid, rig.creds.key_id);
+    let metrics = String::from_utf8_lossy(&get(rig.proxy.addr(), "/metrics").await.body).into_owned();
+    assert!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"failure\"}") >= 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"success\"}"), 0.0, "{metrics}");
+    assert!(!rig.proxy.logs().contains("this is not json"), "file content is not logged");
+}
+
+#[tokio::test]
+async fn kubernetes_secret_symlink_swap_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    let v1 = secret.join("..2026_11_28_v1");
+    std::fs::create_dir(&v1).unwrap();
+    let creds = Creds::write(&v1, "credentials.json", 31337);
+    std::os::unix::fs::symlink("..2026_11_28_v1", secret.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/credentials.json", secret.join("credentials.json")).unwrap();
+    let upstream = Upstream::start(vec![(creds.key_id.clone(), creds.key.decoding_key())], Default::default()).await;
+    let mounted = secret.join("credentials.json");
+    let proxy = Voxproxy::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.url,
+            "--upstream-ca",
+            upstream.ca_path.to_str().unwrap(),
+            "--credentials",
+            mounted.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(get(proxy.addr(), "/platform_api/A/").await.status, 200);
+    // What the kubelet does: write a new timestamped dir, point a temp link at it, rename over ..data.
+    let v2 = secret.join("..2026_11_28_v2");
+    std::fs::create_dir(&v2).unwrap();
+    let key = RsaKey::generate();
+    upstream.trust("k8s-rotated", key.decoding_key());
+    Creds::write_json(&v2.join("credentials.json"), 31337, "k8s-rotated", &key);
+    std::os::unix::fs::symlink("..2026_11_28_v2", secret.join("..data_tmp")).unwrap();
+    std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    let started = Instant::now();
+    loop {
+        let resp = get(proxy.addr(), "/platform_api/A/").await;
+        assert_eq!(resp.status, 200);
+        if upstream.last().jwt.unwrap().kid == "k8s-rotated" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the swap was not picked up within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
