@@ -445,7 +445,7 @@ impl Settings {
             ("--token-ttl", f.token_ttl.as_ref()),
             keys::TOKEN_TTL,
             MAX_TOKEN_TTL,
-            |r| parse_ttl(r),
+            parse_ttl,
         );
         let refresh_explicit = l.get(
             "token_refresh_before",

@@ -738,12 +738,16 @@ fn allowed_accounts_as_toml_list() {
     let s = resolve_ok(&file.flags(), &no_env());
     assert_eq!(s.allowed_accounts, Some(vec![10, 20]));
 
-    // A comma-separated string in the file is read like the flag.
-    let file = ConfigFile::new("allowed_accounts = \"7,8\"\n");
-    let s = resolve_ok(&file.flags(), &no_env());
-    assert_eq!(s.allowed_accounts, Some(vec![7, 8]));
-
     let p = |f: &ConfigFile| f.path.display().to_string();
+    // The file takes the typed form only: a list of integers.
+    let file = ConfigFile::new("allowed_accounts = \"7,8\"\n");
+    assert_eq!(
+        resolve_error(&file.flags(), &no_env()),
+        format!(
+            "allowed_accounts = \"7,8\" (from config file {}): must be a list of account ids, not string",
+            p(&file)
+        )
+    );
     let file = ConfigFile::new("allowed_accounts = [10, 0]\n");
     assert_eq!(
         resolve_error(&file.flags(), &no_env()),
@@ -839,6 +843,13 @@ fn admin_listen_must_differ_and_not_be_systemd() {
         resolve_error(&flags, &no_env()),
         "admin_listen = systemd (from flag --admin-listen): systemd sockets serve the main listener only"
     );
+    // Port 0 means "any free port" on each listener, so the two never clash (tests use this).
+    let flags = flag(|a| {
+        a.listen = Some("127.0.0.1:0".to_owned());
+        a.admin_listen = Some("127.0.0.1:0".to_owned());
+    });
+    let s = resolve_ok(&flags, &no_env());
+    assert_eq!(s.admin_listen, Some(tcp("127.0.0.1:0")));
 }
 
 #[test]

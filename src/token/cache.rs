@@ -260,6 +260,13 @@ impl TokenCache {
         );
         self.inner.keys.store(Arc::new(KeySet { signers }));
         self.pin_primaries();
+        // A new key deserves a try at once, not after the old key's backoff.
+        if let Ok(slots) = self.inner.slots.read() {
+            for slot in slots.values() {
+                slot.failures.store(0, Ordering::Relaxed);
+                slot.retry_at.store(0, Ordering::Relaxed);
+            }
+        }
         self.inner.wake.notify_one();
     }
 
@@ -328,8 +335,10 @@ impl TokenCache {
                 next = next.min(retry_at);
                 continue;
             }
-            if self.mint_slot(&slot, MintReason::Refresh).await.is_err() {
-                next = next.min(slot.retry_at.load(Ordering::Relaxed));
+            match self.mint_slot(&slot, MintReason::Refresh).await {
+                // The new token's own refresh point may come before the idle wake-up (short TTLs).
+                Ok(tok) => next = next.min(tok.refresh_at),
+                Err(_) => next = next.min(slot.retry_at.load(Ordering::Relaxed)),
             }
         }
         next
@@ -452,7 +461,8 @@ impl TokenCache {
                     .failures
                     .fetch_add(1, Ordering::Relaxed)
                     .saturating_add(1);
-                let backoff = 1i64 << failures.min(6).saturating_sub(1);
+                // 1, 2, 4, ... 32, 64 s, capped at MAX_BACKOFF_SECS below.
+                let backoff = 1i64 << failures.min(7).saturating_sub(1);
                 slot.retry_at
                     .store(now + backoff.min(MAX_BACKOFF_SECS), Ordering::Relaxed);
                 self.inner.observer.mint_failed(slot.account);
