@@ -9,3 +9,4 @@ mod forwarding;
 mod lifecycle;
 mod observability;
 mod reload;
+mod interop;
