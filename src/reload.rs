@@ -35,8 +35,12 @@ pub fn record_credentials(metrics: &Metrics, creds: &[Credentials]) {
     metrics.credentials_info.clear();
     for c in creds {
         let account = metrics.account_label(Some(c.account_id));
-        let _ = metrics.tokens_minted.get_or_create(&Label("account", account.clone()));
-        let _ = metrics.mint_failures.get_or_create(&Label("account", account));
+        let _ = metrics
+            .tokens_minted
+            .get_or_create(&Label("account", account.clone()));
+        let _ = metrics
+            .mint_failures
+            .get_or_create(&Label("account", account));
         metrics
             .credentials_info
             .get_or_create(&CredentialsLabels {
@@ -86,7 +90,11 @@ fn digest(path: &Path) -> Option<[u8; 32]> {
 impl Reloader {
     fn watched_paths(&self) -> Vec<(Kind, PathBuf)> {
         let s = &self.settings;
-        let mut v: Vec<(Kind, PathBuf)> = s.credentials.iter().map(|p| (Kind::Credentials, p.clone())).collect();
+        let mut v: Vec<(Kind, PathBuf)> = s
+            .credentials
+            .iter()
+            .map(|p| (Kind::Credentials, p.clone()))
+            .collect();
         if let Some(p) = &s.config {
             v.push((Kind::Config, p.clone()));
         }
@@ -154,7 +162,9 @@ impl Reloader {
             if let Some(gw) = &self.proxy.gateway {
                 match gw.reload() {
                     Ok(()) => tracing::info!(clients = %gw.summary(), "gateway clients reloaded"),
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "clients file not reloaded; the previous clients stay in force"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "clients file not reloaded; the previous clients stay in force")
+                    }
                 }
             }
         }
@@ -162,7 +172,9 @@ impl Reloader {
             if let Some(tls) = &self.tls {
                 match tls.reload() {
                     Ok(()) => tracing::info!("TLS certificate reloaded"),
-                    Err(e) => tracing::error!(error = %e, "TLS files not reloaded; the previous certificate stays in force"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS files not reloaded; the previous certificate stays in force")
+                    }
                 }
             }
         }
@@ -182,20 +194,38 @@ impl Reloader {
         let restart: Vec<&str> = [
             ("listen", old.listen != new.listen),
             ("admin_listen", old.admin_listen != new.admin_listen),
-            ("upstream", old.upstream.to_string() != new.upstream.to_string()),
+            (
+                "upstream",
+                old.upstream.to_string() != new.upstream.to_string(),
+            ),
             ("upstream_ca", old.upstream_ca != new.upstream_ca),
             ("account_header", old.account_header != new.account_header),
-            ("allowed_accounts", old.allowed_accounts != new.allowed_accounts),
+            (
+                "allowed_accounts",
+                old.allowed_accounts != new.allowed_accounts,
+            ),
             ("token_ttl", old.token_ttl != new.token_ttl),
-            ("token_refresh_before", old.token_refresh_before != new.token_refresh_before),
-            ("connect_timeout", old.connect_timeout != new.connect_timeout),
-            ("request_timeout", old.request_timeout != new.request_timeout),
+            (
+                "token_refresh_before",
+                old.token_refresh_before != new.token_refresh_before,
+            ),
+            (
+                "connect_timeout",
+                old.connect_timeout != new.connect_timeout,
+            ),
+            (
+                "request_timeout",
+                old.request_timeout != new.request_timeout,
+            ),
             ("max_body_bytes", old.max_body_bytes != new.max_body_bytes),
             ("shutdown_grace", old.shutdown_grace != new.shutdown_grace),
             ("log_format", old.log_format != new.log_format),
             ("log_level", old.log_level != new.log_level),
             ("workers", old.workers != new.workers),
-            ("allow_unauthenticated_network", old.allow_unauthenticated_network != new.allow_unauthenticated_network),
+            (
+                "allow_unauthenticated_network",
+                old.allow_unauthenticated_network != new.allow_unauthenticated_network,
+            ),
             ("clients", old.clients != new.clients),
             ("tls_cert", old.tls_cert != new.tls_cert),
             ("tls_key", old.tls_key != new.tls_key),
@@ -226,10 +256,16 @@ impl Reloader {
                     .iter()
                     .map(|c| (c.key.fingerprint(), c.account_id))
                     .collect();
-                let new: Vec<([u8; 32], u64)> = creds.iter().map(|c| (c.key.fingerprint(), c.account_id)).collect();
+                let new: Vec<([u8; 32], u64)> = creds
+                    .iter()
+                    .map(|c| (c.key.fingerprint(), c.account_id))
+                    .collect();
                 if old != new {
                     self.proxy.tokens.set_keys(crate::app::signers(&creds));
-                    let ids: Vec<String> = creds.iter().map(|c| format!("{}:{}", c.account_id, c.key_id)).collect();
+                    let ids: Vec<String> = creds
+                        .iter()
+                        .map(|c| format!("{}:{}", c.account_id, c.key_id))
+                        .collect();
                     tracing::info!(keys = ?ids, "credentials reloaded; new tokens are minted with the new keys");
                 } else {
                     tracing::info!("credentials reloaded; keys unchanged");
@@ -238,25 +274,36 @@ impl Reloader {
                 self.proxy
                     .credentials
                     .store(Arc::new(CredentialSet { list: creds }));
-                metrics.reloads.get_or_create(&Label("result", "success".to_owned())).inc();
+                metrics
+                    .reloads
+                    .get_or_create(&Label("result", "success".to_owned()))
+                    .inc();
             }
             Err(errors) => {
                 for e in errors {
                     tracing::error!(error = %format!("{e:#}"), "credentials not reloaded; the previous keys stay in force");
                 }
-                metrics.reloads.get_or_create(&Label("result", "failure".to_owned())).inc();
+                metrics
+                    .reloads
+                    .get_or_create(&Label("result", "failure".to_owned()))
+                    .inc();
             }
         }
     }
 }
 
-fn watch(dirs: &BTreeSet<PathBuf>, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch(
+    dirs: &BTreeSet<PathBuf>,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher as _;
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = tx.send(());
-        }
-    }) {
+    let mut watcher = match notify::recommended_watcher(
+        move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = tx.send(());
+            }
+        },
+    ) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch files; changes are picked up by polling every 2 s");

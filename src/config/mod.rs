@@ -302,7 +302,7 @@ impl Layers<'_> {
                 Err(reason) => {
                     self.errors.push(SettingError::Invalid {
                         key,
-                        value: raw.to_string(),
+                        value: redact_userinfo(&raw.to_string()),
                         origin,
                         reason,
                     });
@@ -683,6 +683,15 @@ impl Settings {
     /// warning at start).
     pub fn listen_is_open(&self, addr: &ListenAddr) -> bool {
         !addr.is_loopback() && self.clients.is_none()
+    }
+}
+
+/// Hide a password in a URL-like value (`https://user:pw@host` → `https://****@host`) so an
+/// error message never repeats it.
+fn redact_userinfo(value: &str) -> String {
+    match (value.find("://"), value.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}****{}", &value[..s + 3], &value[at..]),
+        _ => value.to_owned(),
     }
 }
 

@@ -96,6 +96,9 @@ impl Raw {
                 "must be more than zero seconds".to_owned()
             });
         }
+        if v > 0.0 && v < 0.001 {
+            return Err("must be at least 0.001 seconds".to_owned());
+        }
         if v > 86_400.0 {
             return Err("must be at most 86400 seconds (a day)".to_owned());
         }

@@ -310,7 +310,9 @@ impl TokenCache {
                 None => pinned,
                 Some(tok) => {
                     let stale_key = tok.fingerprint != keys.signer_for(slot.account).fingerprint();
-                    let used_since_mint = slot.last_used.load(Ordering::Relaxed) >= tok.iat;
+                    // `iat` is back-dated: the request that caused the mint is not a later use.
+                    let used_since_mint = slot.last_used.load(Ordering::Relaxed)
+                        > tok.iat + super::mint::IAT_BACKDATE;
                     if !pinned && !used_since_mint && now >= tok.exp - SERVE_MARGIN {
                         self.remove(slot.account, &slot);
                         continue;

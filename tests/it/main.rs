@@ -1,12 +1,14 @@
 //! Integration tests: the real binary, real sockets, a TLS mock upstream with certificates made at
 //! test time. One test binary; one file per area.
 
+#![allow(clippy::unwrap_used)] // A panic is how an integration test fails.
+
 mod support;
 
 mod cli;
 mod failures;
 mod forwarding;
+mod interop;
 mod lifecycle;
 mod observability;
 mod reload;
-mod interop;
