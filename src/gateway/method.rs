@@ -1,18 +1,48 @@
-//! Finding the API method of a request: the path, `cmd` in the query, and `cmd` in an urlencoded
-//! or multipart body (its first 64 KiB, sent on unchanged).
+//! Finding the API method of a request: the path (`/platform_api/<Method>/`, after an
+//! `/accounts/<id>/` prefix), `cmd` in the query, and `cmd` in an urlencoded or multipart body.
+//! Only the body's first 64 KiB are read (chunked or not, a `cmd` split across chunks included);
+//! what was read is sent on ahead of the rest, frame for frame, so the upstream gets the body
+//! byte for byte. Two places (or two `cmd` fields) naming different methods: 403.
 
-use crate::error::ProxyError;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+
+use crate::error::{ErrorKind, ProxyError};
 use crate::headers::percent_decode;
-use crate::proxy::Body;
+use crate::proxy::{Body, BoxError};
+
+/// How much of a body is searched for `cmd`.
+pub const BODY_WINDOW: usize = 64 * 1024;
 
 /// The first `cmd` parameter of a raw query string, decoded.
 pub fn cmd_from_query(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(name.as_bytes(), true) == b"cmd")
-            .then(|| String::from_utf8(percent_decode(value.as_bytes(), true)).ok())
-            .flatten()
-    })
+    cmds_from_form(query.as_bytes(), true).into_iter().next()
+}
+
+/// Every `cmd` parameter of urlencoded data, decoded (`+` is a space). With `complete` false the
+/// last pair may be cut short, so it is left out.
+fn cmds_from_form(data: &[u8], complete: bool) -> Vec<String> {
+    let mut pairs: Vec<&[u8]> = data.split(|b| *b == b'&').collect();
+    if !complete {
+        pairs.pop();
+    }
+    pairs
+        .into_iter()
+        .filter_map(|pair| {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            (name.len() < 64 && percent_decode(name, true) == b"cmd")
+                .then(|| String::from_utf8_lossy(&percent_decode(value, true)).into_owned())
+        })
+        .collect()
 }
 
 /// The outcome of method detection: the body to forward (what was read, then the rest) and the
@@ -24,12 +54,310 @@ pub struct Detected {
     pub method: Result<Option<String>, ProxyError>,
 }
 
-/// Detect the API method of a request.
-pub async fn detect(parts: &http::request::Parts, body: Body) -> Detected {
-    let from_path = crate::proxy::api_method_from_path(parts.uri.path());
-    let from_query = parts.uri.query().and_then(cmd_from_query);
-    Detected {
-        body,
-        method: Ok(from_path.or(from_query)),
+/// What kind of body may hold `cmd`.
+#[derive(Debug, PartialEq)]
+enum Form {
+    Urlencoded,
+    Multipart(Vec<u8>),
+}
+
+fn form_kind(headers: &http::HeaderMap) -> Option<Form> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mut parts = ct.split(';');
+    let media = parts.next()?.trim();
+    if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Some(Form::Urlencoded);
+    }
+    if !media.eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    parts.find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        (!value.is_empty() && value.len() <= 200)
+            .then(|| Form::Multipart(value.as_bytes().to_vec()))
+    })
+}
+
+/// Every `cmd` field of multipart data (raw values, no decoding). With `complete` false, a part
+/// cut short at the end of the window is left out.
+fn cmds_from_multipart(data: &[u8], boundary: &[u8], complete: bool) -> Vec<String> {
+    let mut delimiter = Vec::with_capacity(boundary.len() + 2);
+    delimiter.extend_from_slice(b"--");
+    delimiter.extend_from_slice(boundary);
+    let mut out = Vec::new();
+    // The first delimiter: at the very start, or at the start of a line after a preamble.
+    let mut pos = if data.starts_with(&delimiter) {
+        delimiter.len()
+    } else {
+        match find_line_delimiter(data, 0, &delimiter) {
+            Some((_, after)) => after,
+            None => return out,
+        }
+    };
+    loop {
+        // After a delimiter: `--` closes the body; else padding and the line end.
+        if data[pos..].starts_with(b"--") {
+            break;
+        }
+        while data.get(pos).is_some_and(|b| *b == b' ' || *b == b'\t') {
+            pos += 1;
+        }
+        if data[pos..].starts_with(b"\r\n") {
+            pos += 2;
+        } else if data[pos..].starts_with(b"\n") {
+            pos += 1;
+        } else {
+            break;
+        }
+        let Some((headers_end, content_start)) = find_blank_line(data, pos) else {
+            break;
+        };
+        let is_cmd = part_name(&data[pos..headers_end]).is_some_and(|n| n == b"cmd");
+        let Some((content_end, after)) = find_line_delimiter(data, content_start, &delimiter)
+        else {
+            if is_cmd && complete {
+                // A body that ends without its closing delimiter: take what is there.
+                out.push(String::from_utf8_lossy(&data[content_start..]).into_owned());
+            }
+            break;
+        };
+        if is_cmd {
+            out.push(String::from_utf8_lossy(&data[content_start..content_end]).into_owned());
+        }
+        pos = after;
+    }
+    out
+}
+
+/// The next `\n--boundary` at or after `from` (a preceding `\r` belongs to it): (where the
+/// content before it ends, where the bytes after the delimiter start).
+fn find_line_delimiter(data: &[u8], from: usize, delimiter: &[u8]) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i < data.len() {
+        let nl = i + data[i..].iter().position(|b| *b == b'\n')?;
+        if data[nl + 1..].starts_with(delimiter) {
+            let end = if nl > from && data[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            return Some((end, nl + 1 + delimiter.len()));
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// The end of a part's headers (a blank line) at or after `from`: (end of headers, start of
+/// content).
+fn find_blank_line(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    // Headers that are empty: the content starts at once after a blank line.
+    loop {
+        if data[i..].starts_with(b"\r\n") {
+            return Some((i, i + 2));
+        }
+        if data[i..].starts_with(b"\n") {
+            return Some((i, i + 1));
+        }
+        let nl = i + data[i..].iter().position(|b| *b == b'\n')?;
+        i = nl + 1;
+        if i >= data.len() {
+            return None;
+        }
     }
 }
+
+/// The `name` parameter of a part's `Content-Disposition: form-data; name="..."`.
+fn part_name(headers: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(headers).ok()?;
+    text.lines().find_map(|line| {
+        let (field, value) = line.split_once(':')?;
+        if !field.trim().eq_ignore_ascii_case("content-disposition") {
+            return None;
+        }
+        let mut params = value.split(';');
+        if !params.next()?.trim().eq_ignore_ascii_case("form-data") {
+            return None;
+        }
+        params.find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            if !k.trim().eq_ignore_ascii_case("name") {
+                return None;
+            }
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            Some(v.as_bytes().to_vec())
+        })
+    })
+}
+
+/// The path after an `/accounts/<id>` prefix.
+fn api_path(path: &str) -> &str {
+    match path.strip_prefix("/accounts/") {
+        Some(tail) => tail.find('/').map_or(path, |i| &tail[i..]),
+        None => path,
+    }
+}
+
+/// Read up to [`BODY_WINDOW`] bytes: the frames read, the bytes seen (at most the window),
+/// whether the body ended, and the error that stopped it, if any.
+async fn read_window(body: &mut Body) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool, Option<BoxError>) {
+    let mut frames = VecDeque::new();
+    let mut seen = Vec::new();
+    if body.is_end_stream() {
+        return (frames, seen, true, None);
+    }
+    while seen.len() < BODY_WINDOW {
+        match body.frame().await {
+            None => return (frames, seen, true, None),
+            Some(Err(e)) => return (frames, seen, false, Some(e)),
+            Some(Ok(frame)) => {
+                let trailers = frame.is_trailers();
+                if let Some(data) = frame.data_ref() {
+                    let take = data.len().min(BODY_WINDOW - seen.len());
+                    seen.extend_from_slice(&data[..take]);
+                }
+                frames.push_back(frame);
+                if trailers || body.is_end_stream() {
+                    return (frames, seen, true, None);
+                }
+            }
+        }
+    }
+    (frames, seen, false, None)
+}
+
+/// Detect the API method of a request. The body comes back whole: read frames first, then the
+/// rest of the stream.
+pub async fn detect(parts: &http::request::Parts, mut body: Body) -> Detected {
+    let mut found: Vec<(&'static str, String)> = Vec::new();
+    if let Some(m) = crate::proxy::api_method_from_path(api_path(parts.uri.path())) {
+        found.push(("the path", m));
+    }
+    if let Some(q) = parts.uri.query() {
+        found.extend(
+            cmds_from_form(q.as_bytes(), true)
+                .into_iter()
+                .map(|c| ("the query's cmd", c)),
+        );
+    }
+    let body = match form_kind(&parts.headers) {
+        None => body,
+        Some(kind) => {
+            let (frames, seen, ended, error) = read_window(&mut body).await;
+            let complete = ended && error.is_none();
+            let cmds = match &kind {
+                Form::Urlencoded => cmds_from_form(&seen, complete),
+                Form::Multipart(boundary) => cmds_from_multipart(&seen, boundary, complete),
+            };
+            found.extend(cmds.into_iter().map(|c| ("the body's cmd", c)));
+            let buffered: u64 = frames
+                .iter()
+                .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+                .sum();
+            Replay {
+                frames,
+                buffered,
+                error,
+                rest: (!ended).then_some(body),
+            }
+            .boxed_unsync()
+        }
+    };
+    Detected {
+        body,
+        method: agree(found),
+    }
+}
+
+/// One method from every place that named one, or 403 when they differ (ignoring case).
+fn agree(found: Vec<(&'static str, String)>) -> Result<Option<String>, ProxyError> {
+    let mut iter = found.into_iter();
+    let Some((first_place, first)) = iter.next() else {
+        return Ok(None);
+    };
+    for (place, other) in iter {
+        if !other.eq_ignore_ascii_case(&first) {
+            let shown =
+                |s: &str| -> String { s.chars().filter(|c| !c.is_control()).take(64).collect() };
+            return Err(ProxyError::new(
+                ErrorKind::ClientForbidden,
+                format!(
+                    "the request names two API methods: `{}` in {first_place} and `{}` in {place}; name one",
+                    shown(&first),
+                    shown(&other)
+                ),
+            ));
+        }
+    }
+    Ok(Some(first))
+}
+
+/// The frames read during detection, then the rest of the original body.
+struct Replay {
+    frames: VecDeque<Frame<Bytes>>,
+    /// Data bytes still in `frames` (for the size hint).
+    buffered: u64,
+    /// The error that stopped reading, yielded after the frames.
+    error: Option<BoxError>,
+    /// The unread remainder; `None` once the body ended while reading.
+    rest: Option<Body>,
+}
+
+impl HttpBody for Replay {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(frame) = self.frames.pop_front() {
+            if let Some(d) = frame.data_ref() {
+                self.buffered -= d.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if let Some(e) = self.error.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
+            && self.error.is_none()
+            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let rest = self
+            .rest
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |r| r.size_hint());
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + self.buffered);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + self.buffered);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,96 +1,116 @@
-//! Gateway mode: many apps, one key. The clients file, client authentication (app JWTs, static
-//! keys, TLS client certificates), per-client policy (accounts, methods, rate) and API-method
-//! detection.
+//! Gateway mode: many apps, one key. With a clients file, every forwarded request must
+//! authenticate as a client, and each client is held to its own accounts, API methods and rate.
+//!
+//! - [`clients`]: the clients file, validated whole into a [`ClientSet`] (keys parsed once).
+//! - [`auth`]: the three ways a client authenticates (app JWT, static key, TLS certificate).
+//! - [`policy`]: accounts, method rules (`*` globs, `read_only`), the rate limiter.
+//! - [`method`]: finding a request's API method (path, query, urlencoded or multipart body).
+//! - [`admin`]: `voxproxy client add|list|remove`, editing the file around the operator's comments.
+//!
+//! [`Gateway`] holds the client set behind an `ArcSwap`: a request loads it once, a reload
+//! swaps it whole, and a broken file leaves the old set in force.
 
+pub mod admin;
+pub mod auth;
+pub mod clients;
 pub mod method;
+pub mod policy;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use http::HeaderMap;
 
-use crate::error::{ErrorKind, ProxyError};
+pub use clients::{Client, ClientAuth, ClientSet, ClientsError};
+
+use crate::error::ProxyError;
 use crate::metrics::Metrics;
-
-/// A configured gateway client and its policy.
-#[derive(Debug)]
-pub struct Client {
-    /// The client's name (logs, metrics).
-    pub name: Arc<str>,
-    /// Accounts it may act for; empty means the first credentials file's account.
-    pub accounts: Vec<u64>,
-}
-
-impl Client {
-    /// The account a request acts for when it names none.
-    pub fn default_account(&self, first_credentials_account: u64) -> u64 {
-        self.accounts
-            .first()
-            .copied()
-            .unwrap_or(first_credentials_account)
-    }
-
-    /// 403 unless the client may act for `account`.
-    pub fn check_account(
-        &self,
-        account: u64,
-        first_credentials_account: u64,
-    ) -> Result<(), ProxyError> {
-        let allowed = if self.accounts.is_empty() {
-            account == first_credentials_account
-        } else {
-            self.accounts.contains(&account)
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(ProxyError::new(
-                ErrorKind::ClientForbidden,
-                format!("client {} may not act for account {account}", self.name),
-            ))
-        }
-    }
-
-    /// Whether any method rule applies (then the method must be found).
-    pub fn has_method_rules(&self) -> bool {
-        false
-    }
-
-    /// 403 unless the method is allowed.
-    pub fn check_method(&self, _method: Option<&str>) -> Result<(), ProxyError> {
-        Ok(())
-    }
-
-    /// 429 when over the client's rate.
-    pub fn check_rate(&self) -> Result<(), ProxyError> {
-        Ok(())
-    }
-}
 
 /// Who a request authenticated as.
 #[derive(Debug)]
 pub struct Identity {
     /// The client.
     pub client: Arc<Client>,
-    /// The account its own verified JWT asked for (`iss`).
+    /// The account the client's own JWT names in `iss`: verified when the JWT authenticated the
+    /// client, read as an account selector (like the account header) when a static key or a
+    /// certificate did.
     pub jwt_account: Option<u64>,
 }
 
-/// The loaded clients.
-#[derive(Debug, Default)]
-pub struct Gateway {}
+/// The loaded clients file; reloadable in place.
+pub struct Gateway {
+    /// The clients file (reload reads it again; the watcher watches its directory).
+    path: PathBuf,
+    /// The first credentials file's account at load time, for summaries.
+    default_account: u64,
+    /// The clients in force.
+    set: ArcSwap<ClientSet>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("path", &self.path)
+            .field("clients", &self.set.load().summary())
+            .finish()
+    }
+}
 
 impl Gateway {
-    /// Authenticate a request: 401 `client_unauthenticated` when no way succeeds.
+    /// Load and validate the clients file. Errors name the file, the client and the field.
+    pub fn load(path: &Path, default_account: u64) -> anyhow::Result<Gateway> {
+        let set = ClientSet::load(path, None).context("clients")?;
+        Ok(Gateway {
+            path: path.to_owned(),
+            default_account,
+            set: ArcSwap::from_pointee(set),
+        })
+    }
+
+    /// Re-read the file and swap the clients in at once. On error the old clients stay in force
+    /// (the caller logs the error). Rate limiters of clients whose name and rate are unchanged
+    /// carry over; verified-JWT cache entries do not (a key may have changed).
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let old = self.set.load();
+        let set = ClientSet::load(&self.path, Some(&old)).context("clients")?;
+        self.set.store(Arc::new(set));
+        Ok(())
+    }
+
+    /// The clients file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The clients in force now.
+    pub fn clients(&self) -> Arc<ClientSet> {
+        self.set.load_full()
+    }
+
+    /// A one-line description of the loaded clients (no secret): "3 clients: billing, crm, ops".
+    pub fn summary(&self) -> String {
+        let set = self.set.load();
+        let mut s = set.summary();
+        if set.clients.iter().any(|c| c.accounts.is_empty()) {
+            s.push_str(&format!(
+                " (default account {} for clients without accounts)",
+                self.default_account
+            ));
+        }
+        s
+    }
+
+    /// Authenticate a request: 401 `client_unauthenticated` when no way succeeds; failures are
+    /// counted in `voxproxy_client_auth_failures_total{reason}`.
     pub fn authenticate(
         &self,
-        _headers: &HeaderMap,
-        _peer_cert: Option<&rustls_pki_types::CertificateDer<'static>>,
-        _metrics: &Metrics,
+        headers: &HeaderMap,
+        peer_cert: Option<&rustls_pki_types::CertificateDer<'static>>,
+        metrics: &Metrics,
     ) -> Result<Identity, ProxyError> {
-        Err(ProxyError::new(
-            ErrorKind::ClientUnauthenticated,
-            "no valid client credentials",
-        ))
+        auth::authenticate(&self.set.load(), headers, peer_cert, metrics)
     }
 }
 
@@ -107,47 +127,5 @@ pub fn iss_account(iss: Option<&serde_json::Value>) -> Result<Option<u64>, Strin
             None => Err(s.clone()),
         },
         _ => Ok(None),
-    }
-}
-
-pub mod admin {
-    //! `voxproxy client add|list|remove`.
-    use crate::app::Failure;
-    use crate::cli::ClientCommand;
-    use crate::config::Settings;
-
-    /// Run a `client` subcommand.
-    pub fn run(
-        _settings: &Settings,
-        _cmd: &ClientCommand,
-        _out: &mut dyn std::io::Write,
-    ) -> Result<(), Failure> {
-        Err(Failure::Runtime(anyhow::anyhow!("not implemented yet")))
-    }
-}
-
-impl Gateway {
-    /// Load the clients file.
-    pub fn load(_path: &std::path::Path, _default_account: u64) -> anyhow::Result<Gateway> {
-        Ok(Gateway {})
-    }
-}
-
-impl Gateway {
-    /// A one-line description of the loaded clients (no secret).
-    pub fn summary(&self) -> String {
-        String::new()
-    }
-}
-
-impl Gateway {
-    /// The clients file.
-    pub fn path(&self) -> &std::path::Path {
-        std::path::Path::new("")
-    }
-
-    /// Re-read the clients file; a broken file keeps the old clients.
-    pub fn reload(&self) -> anyhow::Result<()> {
-        Ok(())
     }
 }

@@ -1,0 +1,792 @@
+//! The clients file: a TOML table per client (`[clients.NAME]`), validated as a whole. Public keys
+//! are parsed into verification keys here, once per load, never per request. Every error names
+//! the file, the client and the field.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{DnsName, ServerName, SubjectPublicKeyInfoDer};
+
+use super::auth::JwtCache;
+use super::policy::{Glob, Limiter, Rate};
+
+/// Smallest RSA key accepted for an app's JWTs, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The fields a client table may hold.
+pub const FIELDS: [&str; 10] = [
+    "accounts",
+    "methods",
+    "deny_methods",
+    "read_only",
+    "rate",
+    "key_id",
+    "public_key",
+    "static_key_sha256",
+    "tls_name",
+    // Free text for the operator; voxproxy ignores it.
+    "description",
+];
+
+/// Why the clients file could not be loaded. Every message names the file; none holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientsError {
+    /// The file cannot be read.
+    #[error("clients file {}: cannot read", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML.
+    #[error("clients file {}: line {line}: {reason}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A problem outside any client (top-level keys).
+    #[error("clients file {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A problem with one client as a whole.
+    #[error("clients file {}: client `{client}`: {reason}", path.display())]
+    Client {
+        /// The file.
+        path: PathBuf,
+        /// The client's name.
+        client: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A problem with one field of one client.
+    #[error("clients file {}: client `{client}`: field `{field}` {reason}", path.display())]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// The client's name.
+        client: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// How a client proves who it is; any subset of the three, at least one.
+#[derive(Default, Clone)]
+pub struct ClientAuth {
+    /// `key_id`: the `kid` of the app's own JWTs.
+    pub key_id: Option<Arc<str>>,
+    /// `public_key`, parsed once: verifies the app's JWTs.
+    pub(crate) jwt_key: Option<jsonwebtoken::DecodingKey>,
+    /// SHA-256 of the static key.
+    pub(crate) static_key_sha256: Option<[u8; 32]>,
+    /// The DNS name its TLS client certificate must hold.
+    pub tls_name: Option<ServerName<'static>>,
+}
+
+impl ClientAuth {
+    /// The ways this client may authenticate, for `client list` and logs (no secret).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(kid) = &self.key_id {
+            out.push(format!("app JWT (key_id {kid})"));
+        }
+        if self.static_key_sha256.is_some() {
+            out.push("static key".to_owned());
+        }
+        if let Some(ServerName::DnsName(name)) = &self.tls_name {
+            out.push(format!("TLS client certificate ({})", name.as_ref()));
+        }
+        out
+    }
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe().join(", "))
+    }
+}
+
+/// A configured gateway client and its policy.
+pub struct Client {
+    /// The client's name (logs, metrics, messages).
+    pub name: Arc<str>,
+    /// Accounts it may act for, in the order written; empty means the first credentials file's account
+    /// (resolved per request, so a credentials reload moves it).
+    pub accounts: Vec<u64>,
+    /// Allowed API methods; empty means all.
+    pub methods: Vec<Glob>,
+    /// Refused API methods.
+    pub deny_methods: Vec<Glob>,
+    /// Only methods whose names start with `Get`.
+    pub read_only: bool,
+    /// Its rate limiter, when it has a `rate`.
+    pub(crate) limiter: Option<Arc<Limiter>>,
+    /// How it authenticates.
+    pub auth: ClientAuth,
+}
+
+impl Client {
+    /// The client's rate, if limited.
+    pub fn rate(&self) -> Option<Rate> {
+        self.limiter.as_ref().map(|l| l.rate)
+    }
+
+    /// One line of policy for `client list` and `check` (no secret).
+    pub fn describe_policy(&self) -> String {
+        let mut parts = Vec::new();
+        if self.accounts.is_empty() {
+            parts.push("accounts: the first credentials file's".to_owned());
+        } else {
+            let ids: Vec<String> = self.accounts.iter().map(u64::to_string).collect();
+            parts.push(format!("accounts: {}", ids.join(", ")));
+        }
+        if self.methods.is_empty() {
+            parts.push("methods: all".to_owned());
+        } else {
+            let m: Vec<&str> = self.methods.iter().map(Glob::as_str).collect();
+            parts.push(format!("methods: {}", m.join(", ")));
+        }
+        if !self.deny_methods.is_empty() {
+            let m: Vec<&str> = self.deny_methods.iter().map(Glob::as_str).collect();
+            parts.push(format!("deny_methods: {}", m.join(", ")));
+        }
+        if self.read_only {
+            parts.push("read-only".to_owned());
+        }
+        parts.push(match self.rate() {
+            Some(r) => format!("rate: {r}"),
+            None => "rate: unlimited".to_owned(),
+        });
+        parts.join("; ")
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.name)
+            .field("accounts", &self.accounts)
+            .field("methods", &self.methods)
+            .field("deny_methods", &self.deny_methods)
+            .field("read_only", &self.read_only)
+            .field("rate", &self.rate())
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// The clients in force, with the lookups authentication needs. Replaced whole on reload.
+pub struct ClientSet {
+    /// Every client, by name.
+    pub clients: Vec<Arc<Client>>,
+    /// Clients by `key_id`.
+    pub(crate) by_kid: HashMap<Arc<str>, Arc<Client>>,
+    /// Clients with a static key: (SHA-256, client).
+    pub(crate) static_keys: Vec<([u8; 32], Arc<Client>)>,
+    /// Clients with a `tls_name`.
+    pub(crate) tls_names: Vec<(ServerName<'static>, Arc<Client>)>,
+    /// Verified app JWTs, so a repeated token skips the RSA verification until it expires.
+    /// Belongs to this set: a reload (a changed key) starts it afresh.
+    pub(crate) jwt_cache: JwtCache,
+}
+
+impl fmt::Debug for ClientSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.clients).finish()
+    }
+}
+
+impl ClientSet {
+    /// Read and validate the clients file. Limiters of clients whose name and rate are unchanged
+    /// since `previous` are carried over.
+    pub fn load(path: &Path, previous: Option<&ClientSet>) -> Result<ClientSet, ClientsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClientsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, previous)
+    }
+
+    /// Validate the text of a clients file (`path` names it in errors).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        previous: Option<&ClientSet>,
+    ) -> Result<ClientSet, ClientsError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
+            ClientsError::Syntax {
+                path: path.to_owned(),
+                line,
+                reason: one_line(e.message()),
+            }
+        })?;
+        let file_err = |reason: String| ClientsError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        for key in table.keys() {
+            if key != "clients" {
+                return Err(file_err(format!(
+                    "unknown key `{key}` at the top level: the file holds only [clients.NAME] tables"
+                )));
+            }
+        }
+        let entries = match table.get("clients") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(t)) => t.clone(),
+            Some(_) => {
+                return Err(file_err(
+                    "`clients` must be a table of clients ([clients.NAME])".to_owned(),
+                ));
+            }
+        };
+        let old: HashMap<&str, &Arc<Client>> = previous
+            .map(|p| p.clients.iter().map(|c| (&*c.name, c)).collect())
+            .unwrap_or_default();
+
+        let mut clients = Vec::with_capacity(entries.len());
+        let mut names = HashSet::new();
+        let mut by_kid: HashMap<Arc<str>, Arc<Client>> = HashMap::new();
+        let mut static_keys: Vec<([u8; 32], Arc<Client>)> = Vec::new();
+        let mut tls_names: Vec<(ServerName<'static>, Arc<Client>)> = Vec::new();
+        for (name, value) in &entries {
+            let client_err = |reason: String| ClientsError::Client {
+                path: path.to_owned(),
+                client: name.clone(),
+                reason,
+            };
+            check_name(name).map_err(client_err)?;
+            if !names.insert(name.to_ascii_lowercase()) {
+                return Err(client_err(
+                    "another client has the same name in another letter case".to_owned(),
+                ));
+            }
+            let toml::Value::Table(fields) = value else {
+                return Err(client_err(
+                    "must be a table ([clients.NAME] with its fields)".to_owned(),
+                ));
+            };
+            let mut client = parse_client(path, name, fields)?;
+            if let Some(rate) = client.rate()
+                && let Some(prev) = old.get(name.as_str()).and_then(|c| c.limiter())
+                && prev.rate == rate
+            {
+                client.limiter = Some(prev.clone());
+            }
+            let client = Arc::new(client);
+            if let Some(kid) = &client.auth.key_id
+                && by_kid.insert(kid.clone(), client.clone()).is_some()
+            {
+                return Err(field_err(
+                    path,
+                    name,
+                    "key_id",
+                    "is the key_id of another client too",
+                ));
+            }
+            if let Some(hash) = client.auth.static_key_sha256 {
+                if static_keys.iter().any(|(h, _)| *h == hash) {
+                    return Err(field_err(
+                        path,
+                        name,
+                        "static_key_sha256",
+                        "is the static key of another client too",
+                    ));
+                }
+                static_keys.push((hash, client.clone()));
+            }
+            if let Some(tls_name) = &client.auth.tls_name {
+                if tls_names.iter().any(|(n, _)| same_name(n, tls_name)) {
+                    return Err(field_err(
+                        path,
+                        name,
+                        "tls_name",
+                        "is the tls_name of another client too",
+                    ));
+                }
+                tls_names.push((tls_name.clone(), client.clone()));
+            }
+            clients.push(client);
+        }
+        Ok(ClientSet {
+            clients,
+            by_kid,
+            static_keys,
+            tls_names,
+            jwt_cache: JwtCache::default(),
+        })
+    }
+
+    /// "3 clients: billing, crm, ops".
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.clients.iter().map(|c| &*c.name).collect();
+        match names.len() {
+            0 => "0 clients (every request gets 401)".to_owned(),
+            1 => format!("1 client: {}", names[0]),
+            n => format!("{n} clients: {}", names.join(", ")),
+        }
+    }
+}
+
+/// A parser message on one line (the contract: errors print as one line).
+pub(crate) fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn same_name(a: &ServerName<'_>, b: &ServerName<'_>) -> bool {
+    match (a, b) {
+        (ServerName::DnsName(a), ServerName::DnsName(b)) => {
+            a.as_ref().eq_ignore_ascii_case(b.as_ref())
+        }
+        _ => false,
+    }
+}
+
+/// A client name: 1 to 64 letters, digits, `-`, `_`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("a name is 1 to 64 characters".to_owned());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("a name holds only letters, digits, `-` and `_`".to_owned());
+    }
+    Ok(())
+}
+
+fn field_err(path: &Path, client: &str, field: &'static str, reason: &str) -> ClientsError {
+    ClientsError::Field {
+        path: path.to_owned(),
+        client: client.to_owned(),
+        field,
+        reason: reason.to_owned(),
+    }
+}
+
+fn parse_client(path: &Path, name: &str, fields: &toml::Table) -> Result<Client, ClientsError> {
+    let bad = |field: &'static str, reason: String| ClientsError::Field {
+        path: path.to_owned(),
+        client: name.to_owned(),
+        field,
+        reason,
+    };
+    for key in fields.keys() {
+        if !FIELDS.contains(&key.as_str()) {
+            return Err(ClientsError::Client {
+                path: path.to_owned(),
+                client: name.to_owned(),
+                reason: format!(
+                    "unknown field `{key}` (expected one of {})",
+                    FIELDS.join(", ")
+                ),
+            });
+        }
+    }
+    let string = |field: &'static str| -> Result<Option<&str>, ClientsError> {
+        match fields.get(field) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(bad(field, "must be a string".to_owned())),
+        }
+    };
+    let globs = |field: &'static str| -> Result<Vec<Glob>, ClientsError> {
+        match fields.get(field) {
+            None => Ok(Vec::new()),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Glob::parse(s).map_err(|e| bad(field, e)),
+                    _ => Err(bad(field, "must be a list of strings".to_owned())),
+                })
+                .collect(),
+            Some(_) => Err(bad(
+                field,
+                "must be a list of method names or `*` patterns".to_owned(),
+            )),
+        }
+    };
+
+    let accounts = match fields.get("accounts") {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => {
+            let mut ids = Vec::with_capacity(items.len());
+            for v in items {
+                let id = match v {
+                    toml::Value::Integer(i) => u64::try_from(*i).ok().filter(|i| *i > 0),
+                    toml::Value::String(s) => crate::config::parse_account_id(s),
+                    _ => None,
+                };
+                ids.push(id.ok_or_else(|| {
+                    bad(
+                        "accounts",
+                        format!("holds {v}, which is not a positive account id"),
+                    )
+                })?);
+            }
+            if ids.is_empty() {
+                return Err(bad(
+                    "accounts",
+                    "is empty: leave it out to use the first credentials file's account".to_owned(),
+                ));
+            }
+            ids
+        }
+        Some(_) => return Err(bad("accounts", "must be a list of account ids".to_owned())),
+    };
+    let methods = globs("methods")?;
+    let deny_methods = globs("deny_methods")?;
+    let read_only = match fields.get("read_only") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(bad("read_only", "must be true or false".to_owned())),
+    };
+    let limiter = match string("rate")? {
+        None => None,
+        Some(raw) => Some(Arc::new(Limiter::new(
+            Rate::parse(raw).map_err(|e| bad("rate", e))?,
+        ))),
+    };
+    string("description")?;
+
+    let mut auth = ClientAuth::default();
+    match (string("key_id")?, string("public_key")?) {
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(bad(
+                "key_id",
+                "needs `public_key` (the app's SPKI PEM) beside it".to_owned(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "public_key",
+                "needs `key_id` (the kid of the app's JWTs) beside it".to_owned(),
+            ));
+        }
+        (Some(kid), Some(pem)) => {
+            if kid.is_empty() || kid.len() > 256 || kid.bytes().any(|b| b.is_ascii_control()) {
+                return Err(bad(
+                    "key_id",
+                    "must be 1 to 256 characters, no control characters".to_owned(),
+                ));
+            }
+            auth.key_id = Some(kid.into());
+            auth.jwt_key = Some(parse_public_key(pem).map_err(|e| bad("public_key", e))?);
+        }
+    }
+    if let Some(hex) = string("static_key_sha256")? {
+        auth.static_key_sha256 = Some(parse_sha256_hex(hex).ok_or_else(|| {
+            bad(
+                "static_key_sha256",
+                "must be 64 hexadecimal characters (the SHA-256 of the key)".to_owned(),
+            )
+        })?);
+    }
+    if let Some(raw) = string("tls_name")? {
+        auth.tls_name = Some(parse_tls_name(raw).map_err(|e| bad("tls_name", e))?);
+    }
+    if auth.key_id.is_none() && auth.static_key_sha256.is_none() && auth.tls_name.is_none() {
+        return Err(ClientsError::Client {
+            path: path.to_owned(),
+            client: name.to_owned(),
+            reason: "has no way to authenticate: give it key_id and public_key, static_key_sha256, or tls_name (`voxproxy client add` makes them)".to_owned(),
+        });
+    }
+    Ok(Client {
+        name: name.into(),
+        accounts,
+        methods,
+        deny_methods,
+        read_only,
+        limiter,
+        auth,
+    })
+}
+
+/// Parse an SPKI PEM RSA public key of at least 2048 bits into a JWT verification key.
+pub fn parse_public_key(pem: &str) -> Result<jsonwebtoken::DecodingKey, String> {
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+        "is not a PEM public key (expected -----BEGIN PUBLIC KEY-----, an SPKI RSA key)".to_owned()
+    })?;
+    let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(spki.as_ref())
+        .map_err(|_| format!("is not an RSA public key of at least {MIN_RSA_BITS} bits"))?;
+    let bits = key.key_size_bits();
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "is a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits are required"
+        ));
+    }
+    let public = aws_lc_rs::rsa::PublicKey::from_der(spki.as_ref())
+        .map_err(|_| "is not a usable RSA public key".to_owned())?;
+    Ok(jsonwebtoken::DecodingKey::from_rsa_der(public.as_ref()))
+}
+
+/// 64 hex characters to 32 bytes.
+pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Lowercase hex of bytes.
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A DNS name (no wildcard, no IP address) as the reference identity for a client certificate.
+pub fn parse_tls_name(raw: &str) -> Result<ServerName<'static>, String> {
+    if raw.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("`{raw}` is an IP address; tls_name is a DNS name"));
+    }
+    if raw.contains('*') {
+        return Err(format!(
+            "`{raw}` holds a wildcard; tls_name is the exact DNS name in the client's certificate"
+        ));
+    }
+    let name = DnsName::try_from(raw.to_owned())
+        .map_err(|_| format!("`{raw}` is not a valid DNS name"))?;
+    Ok(ServerName::DnsName(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public_pem() -> String {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        use aws_lc_rs::signature::KeyPair as _;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der: PublicKeyX509Der = pair.public_key().as_der().unwrap();
+        crate::gateway::admin::pem("PUBLIC KEY", der.as_ref())
+    }
+
+    fn parse(text: &str) -> Result<ClientSet, String> {
+        ClientSet::parse(Path::new("/etc/voxproxy/clients.toml"), text, None)
+            .map_err(|e| e.to_string())
+    }
+
+    const HASH: &str = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+
+    #[test]
+    fn a_full_file_loads() {
+        let pem = public_pem();
+        let text = format!(
+            r#"# operator's comment
+[clients.billing]                 # name
+accounts = [1234567, "7654321"]
+methods = ["Get*", "SetUserInfo"]
+deny_methods = ["DelUser"]
+read_only = false
+rate = "20/s"
+key_id = "6f1c-uuid"
+public_key = """{pem}"""
+
+[clients.crm]
+static_key_sha256 = "{HASH}"
+description = "the CRM"
+
+[clients.ops]
+tls_name = "ops.apps.internal"
+read_only = true
+"#
+        );
+        let set = parse(&text).unwrap();
+        assert_eq!(set.summary(), "3 clients: billing, crm, ops");
+        let billing = &set.clients[0];
+        assert_eq!(billing.accounts, vec![1234567, 7654321]);
+        assert_eq!(billing.rate().unwrap().to_string(), "20/s");
+        assert!(billing.has_method_rules());
+        assert!(set.by_kid.contains_key("6f1c-uuid"));
+        assert_eq!(set.static_keys.len(), 1);
+        assert_eq!(set.static_keys[0].0[31], 0xff);
+        assert_eq!(set.tls_names.len(), 1);
+        let debug = format!("{set:?}");
+        assert!(!debug.contains("BEGIN"), "{debug}");
+        assert!(
+            !debug.to_lowercase().contains(&HASH.to_lowercase()),
+            "{debug}"
+        );
+        assert_eq!(
+            billing.describe_policy(),
+            "accounts: 1234567, 7654321; methods: Get*, SetUserInfo; deny_methods: DelUser; rate: 20/s"
+        );
+    }
+
+    #[test]
+    fn empty_file_has_no_clients() {
+        assert_eq!(parse("").unwrap().clients.len(), 0);
+        assert_eq!(parse("[clients]\n").unwrap().clients.len(), 0);
+    }
+
+    #[test]
+    fn errors_name_file_client_and_field() {
+        let cases: &[(&str, &str)] = &[
+            ("x = 1", "unknown key `x` at the top level"),
+            ("clients = 1", "`clients` must be a table"),
+            (
+                "[clients.a]\nfoo = 1\nstatic_key_sha256 = \"{H}\"",
+                "client `a`: unknown field `foo`",
+            ),
+            (
+                "[clients.\"a b\"]\nstatic_key_sha256 = \"{H}\"",
+                "client `a b`: a name holds only",
+            ),
+            ("[clients.a]\n", "client `a`: has no way to authenticate"),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"abc\"",
+                "client `a`: field `static_key_sha256` must be 64 hexadecimal",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = \"0/s\"",
+                "client `a`: field `rate` `0/s` is not a rate",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = 5",
+                "field `rate` must be a string",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nmethods = [\"Get?\"]",
+                "client `a`: field `methods` `Get?` holds",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\ndeny_methods = \"Del*\"",
+                "field `deny_methods` must be a list",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = [0]",
+                "field `accounts` holds 0",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = []",
+                "field `accounts` is empty",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nread_only = \"yes\"",
+                "field `read_only` must be true or false",
+            ),
+            (
+                "[clients.a]\nkey_id = \"k\"",
+                "field `key_id` needs `public_key`",
+            ),
+            (
+                "[clients.a]\nkey_id = \"k\"\npublic_key = \"nope\"",
+                "field `public_key` is not a PEM public key",
+            ),
+            (
+                "[clients.a]\ntls_name = \"*.x.y\"",
+                "field `tls_name` `*.x.y` holds a wildcard",
+            ),
+            ("[clients.a]\ntls_name = \"10.0.0.1\"", "is an IP address"),
+            (
+                "[clients.a]\ntls_name = \"bad name\"",
+                "is not a valid DNS name",
+            ),
+            (
+                "[clients.a]\nstatic_key_sha256 = \"{H}\"\n[clients.b]\nstatic_key_sha256 = \"{H}\"",
+                "client `b`: field `static_key_sha256` is the static key of another client",
+            ),
+            (
+                "[clients.a]\ntls_name = \"a.x\"\n[clients.b]\ntls_name = \"A.X\"",
+                "client `b`: field `tls_name` is the tls_name of another client",
+            ),
+            (
+                "[clients.a]\ntls_name = \"a.x\"\n[clients.A]\ntls_name = \"b.x\"",
+                "another client has the same name in another letter case",
+            ),
+            ("[clients.a]\ntls_name = \"a.x\"\n[clients.a]\n", "line 3"),
+        ];
+        for (text, want) in cases {
+            let text = text.replace("{H}", HASH);
+            let err = parse(&text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(
+                err.starts_with("clients file /etc/voxproxy/clients.toml: "),
+                "{err}"
+            );
+            assert!(err.contains(want), "{text}\n→ {err}\nwanted {want}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn duplicate_key_ids_are_refused() {
+        let pem = public_pem();
+        let text = format!(
+            "[clients.a]\nkey_id = \"k\"\npublic_key = \"\"\"{pem}\"\"\"\n[clients.b]\nkey_id = \"k\"\npublic_key = \"\"\"{pem}\"\"\"\n"
+        );
+        let err = parse(&text).err().unwrap();
+        assert!(
+            err.contains("client `b`: field `key_id` is the key_id of another client"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reload_keeps_the_limiter_of_an_unchanged_client() {
+        let text = |rate: &str| {
+            format!(
+                "[clients.a]\nstatic_key_sha256 = \"{HASH}\"\nrate = \"{rate}\"\n[clients.b]\ntls_name = \"b.x\"\nrate = \"1/m\"\n"
+            )
+        };
+        let first = parse(&text("1/m")).unwrap();
+        assert!(first.clients[0].check_rate().is_ok());
+        assert!(first.clients[1].check_rate().is_ok());
+        let p = Path::new("c.toml");
+        let second = ClientSet::parse(p, &text("1/m"), Some(&first)).unwrap();
+        assert!(
+            second.clients[0].check_rate().is_err(),
+            "same rate: the bucket carries over"
+        );
+        let third = ClientSet::parse(p, &text("2/m"), Some(&second)).unwrap();
+        assert!(
+            third.clients[0].check_rate().is_ok(),
+            "a new rate starts a new bucket"
+        );
+        assert!(third.clients[1].check_rate().is_err());
+    }
+
+    #[test]
+    fn hex() {
+        assert_eq!(parse_sha256_hex(HASH).unwrap()[0], 0);
+        assert!(parse_sha256_hex(&HASH.replace('0', "g")).is_none());
+        assert!(parse_sha256_hex(&HASH[1..]).is_none());
+        assert_eq!(to_hex(&[0, 0xab, 0x10]), "00ab10");
+    }
+}
