@@ -453,6 +453,8 @@ fn prepend_to_next(doc: &mut DocumentMut, after: Option<usize>, text: &str) {
             .and_then(|p| p.as_str())
             .unwrap_or("")
             .to_owned();
+        // `text` ends with a blank line already: no second one before the next table.
+        let old = old.trim_start_matches(['\n', '\r', ' ', '\t']);
         table.decor_mut().set_prefix(format!("{text}{old}"));
     } else {
         let old = doc.trailing().as_str().unwrap_or("").to_owned();
