@@ -472,8 +472,8 @@ impl Proxy {
         host.eq_ignore_ascii_case("api.voximplant.com") && port.is_none_or(|p| p == default_port)
     }
 
-    /// The upstream URI for `path` and the scrubbed query.
-    fn upstream_uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    /// The upstream URI for `path` and the scrubbed query (`pub` for the micro-benchmarks).
+    pub fn upstream_uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
         let scrubbed = query.and_then(headers::scrub_query);
         let query = scrubbed.as_deref().or(query);
         let pq = match query {
@@ -521,8 +521,8 @@ fn too_large(limit: u64) -> ProxyError {
 }
 
 /// Split `/accounts/<id>/rest` into (`Some(id)`, `/rest`); `None` when the remaining path is not
-/// `/platform_api` or below it.
-fn split_account_prefix(path: &str) -> Option<(Option<&str>, &str)> {
+/// `/platform_api` or below it. `pub` for the micro-benchmarks.
+pub fn split_account_prefix(path: &str) -> Option<(Option<&str>, &str)> {
     let (account, rest) = match path.strip_prefix("/accounts/") {
         Some(tail) => {
             let slash = tail.find('/')?;
@@ -568,8 +568,8 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
 
 /// The `iss` of the client's own `Authorization: Bearer` JWT, read without verification.
 /// `Ok(None)`: no readable JWT or no usable `iss` (ignored); `Err(raw)`: an `iss` that is not a
-/// valid account id (refused like any id).
-fn bearer_iss(h: &http::HeaderMap) -> Result<Option<u64>, String> {
+/// valid account id (refused like any id). `pub` for the micro-benchmarks.
+pub fn bearer_iss(h: &http::HeaderMap) -> Result<Option<u64>, String> {
     let Some(value) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
