@@ -5,6 +5,12 @@
 #   bash bench/run.sh                                  # 5 rounds x 10 s per system and workload
 #   BENCH_DURATION=5 BENCH_ROUNDS=5 bash bench/run.sh  # shorter measurements
 #   BENCH_QUICK=1 bash bench/run.sh                    # smoke test: 1 round of 3 s
+#   bash bench/run.sh profile                          # perf profile of voxproxy under load
+#
+# `profile` needs symbols: it builds with CARGO_PROFILE_RELEASE_STRIP=false (same code, symbol
+# table kept; a full release rebuild the first time), records voxproxy with `perf record
+# --call-graph dwarf` for BENCH_DURATION s under each workload and writes the top functions to
+# bench/results/profile-<system>-<workload>.txt (BENCH_PROFILE_SYSTEMS, default voxproxy).
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION     seconds per measurement [10]
@@ -31,6 +37,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
+MODE=${1:-compare}
+case $MODE in
+compare | profile) ;;
+*)
+    echo "usage: bash bench/run.sh [compare|profile]" >&2
+    exit 2
+    ;;
+esac
+if [[ $MODE == profile ]]; then
+    export CARGO_PROFILE_RELEASE_STRIP=false
+fi
 QUICK=${BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     DURATION=${BENCH_DURATION:-3}
@@ -83,11 +100,13 @@ if [[ ${BENCH_SKIP_INSTALL:-0} != 1 ]]; then
     for tool in wrk nginx haproxy curl openssl python3 taskset; do
         command -v "$tool" >/dev/null || need+=("$tool")
     done
+    [[ $MODE == profile ]] && ! command -v perf >/dev/null && need+=(perf)
     if ((${#need[@]})); then
         pkgs=()
         for tool in "${need[@]}"; do
             case $tool in
             taskset) pkgs+=(util-linux) ;;
+            perf) pkgs+=(linux-perf) ;;
             *) pkgs+=("$tool") ;;
             esac
         done
@@ -157,9 +176,14 @@ stop() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+
+# forget PID: it has ended; cleanup no longer signals it.
+forget() {
     local kept=() p
     for p in "${PIDS[@]}"; do
-        [[ $p == "$pid" ]] || kept+=("$p")
+        [[ $p == "$1" ]] || kept+=("$p")
     done
     PIDS=("${kept[@]}")
 }
@@ -419,6 +443,48 @@ run_wrk() { # SECONDS SCRIPT URL
         taskset -c "$LOAD_CPUS" "${cmd[@]}"
     fi
 }
+
+# --- profile mode ------------------------------------------------------------------------------
+if [[ $MODE == profile ]]; then
+    PROFILE_DIR=$(dirname "$OUT")
+    mkdir -p "$PROFILE_DIR"
+    read -r -a PROFILED <<<"${BENCH_PROFILE_SYSTEMS:-voxproxy}"
+    for sys in "${PROFILED[@]}"; do
+        for wl in "${WORKLOADS[@]}"; do
+            start_system "$sys"
+            url="$SYS_BASE$(path_of "$wl")"
+            ((WARMUP > 0)) && run_wrk "$WARMUP" "$WORK/$wl.lua" "$url" >/dev/null
+            data="$WORK/perf-$sys-$wl.data"
+            # 499 Hz with 16 KiB stack copies keeps a 10 s recording under ~100 MB.
+            perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$SYS_PID" -o "$data" \
+                -- sleep "$DURATION" 2>"$WORK/perf-record.log" &
+            perf_pid=$!
+            PIDS+=("$perf_pid")
+            run_wrk "$DURATION" "$WORK/$wl.lua" "$url" >"$WORK/wrk-profile-$sys-$wl.txt"
+            wait "$perf_pid" || true
+            forget "$perf_pid"
+            stop_system "$sys"
+            report="$PROFILE_DIR/profile-$sys-$wl.txt"
+            {
+                echo "# perf record -e cpu-clock -F 499 --call-graph dwarf of $sys under $wl"
+                echo "# $(grep -E 'Requests/sec' "$WORK/wrk-profile-$sys-$wl.txt")"
+                echo "# self time by function (perf report --no-children)"
+                perf report -i "$data" --no-children --sort symbol -g none --stdio \
+                    --percent-limit 0.5 2>/dev/null | grep -v '^$'
+                echo
+                echo "# self time by shared object"
+                perf report -i "$data" --no-children --sort dso -g none --stdio 2>/dev/null |
+                    grep -v '^$'
+                echo
+                echo "# inclusive time (perf report --children), entries over 3 %"
+                perf report -i "$data" --children --sort symbol -g none --stdio \
+                    --percent-limit 3 2>/dev/null | grep -v '^$'
+            } >"$report"
+            log "profile of $sys under $wl: $report"
+        done
+    done
+    exit 0
+fi
 
 # --- the rounds --------------------------------------------------------------------------------
 RAW=$WORK/measurements.jsonl
