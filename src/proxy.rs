@@ -344,20 +344,23 @@ impl Proxy {
                 let (parts, body) = req.into_parts();
                 let found = gateway::method::detect(&parts, body).await;
                 req = Request::from_parts(parts, found.body);
-                let method = match found.method {
+                // Two places naming different methods is a method refusal too.
+                let checked = found
+                    .method
+                    .and_then(|m| id.client.check_method(m.as_deref()).map(|()| m));
+                let method = match checked {
                     Ok(m) => m,
-                    Err(e) => refuse!(e),
+                    Err(e) => {
+                        self.metrics
+                            .policy_refusals
+                            .get_or_create(&crate::metrics::ReasonLabels {
+                                reason: "method",
+                                client: Some(self.metrics.client_label(&id.client.name)),
+                            })
+                            .inc();
+                        refuse!(e);
+                    }
                 };
-                if let Err(e) = id.client.check_method(method.as_deref()) {
-                    self.metrics
-                        .policy_refusals
-                        .get_or_create(&crate::metrics::ReasonLabels {
-                            reason: "method",
-                            client: Some(self.metrics.client_label(&id.client.name)),
-                        })
-                        .inc();
-                    refuse!(e);
-                }
                 if facts.api_method.is_none() {
                     facts.api_method = method;
                 }

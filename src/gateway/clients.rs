@@ -17,7 +17,7 @@ use super::policy::{Glob, Limiter, Rate};
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// The fields a client table may hold.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 9] = [
     "accounts",
     "methods",
     "deny_methods",
@@ -27,8 +27,6 @@ pub const FIELDS: [&str; 10] = [
     "public_key",
     "static_key_sha256",
     "tls_name",
-    // Free text for the operator; voxproxy ignores it.
-    "description",
 ];
 
 /// Why the clients file could not be loaded. Every message names the file; none holds a secret.
@@ -470,7 +468,6 @@ fn parse_client(path: &Path, name: &str, fields: &toml::Table) -> Result<Client,
             Rate::parse(raw).map_err(|e| bad("rate", e))?,
         ))),
     };
-    string("description")?;
 
     let mut auth = ClientAuth::default();
     match (string("key_id")?, string("public_key")?) {
@@ -618,8 +615,7 @@ key_id = "6f1c-uuid"
 public_key = """{pem}"""
 
 [clients.crm]
-static_key_sha256 = "{HASH}"
-description = "the CRM"
+static_key_sha256 = "{HASH}"  # the CRM
 
 [clients.ops]
 tls_name = "ops.apps.internal"

@@ -861,7 +861,7 @@ async fn read_only_clients_call_get_methods_only_wherever_the_method_is() {
     let metrics = gw.metrics().await;
     assert!(
         metrics.contains(
-            "voxproxy_client_policy_refusals_total{reason=\"method\",client=\"reporting\"}"
+            "voxproxy_client_policy_refusals_total{reason=\"method\",client=\"reporting\"} 6"
         ),
         "{metrics}"
     );
