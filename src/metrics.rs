@@ -391,21 +391,21 @@ mod process {
     pub struct ProcessCollector {
         ticks_per_sec: f64,
         page_size: f64,
-        boot_time: Option<f64>,
+        /// When the registry was made, moments after the process started. Taken from the clock
+        /// rather than `/proc/stat`'s boot time, which systemd's `ProcSubset=pid` hides.
+        start_time: f64,
     }
 
     impl ProcessCollector {
         pub fn new() -> Self {
-            let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("btime "))
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-            });
+            let start_time = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
             // Linux fixes USER_HZ at 100 and the page size at 4 KiB on the platforms we ship.
             ProcessCollector {
                 ticks_per_sec: 100.0,
                 page_size: 4096.0,
-                boot_time,
+                start_time,
             }
         }
     }
@@ -421,7 +421,7 @@ mod process {
             };
             let f: Vec<&str> = rest.split_whitespace().collect();
             let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            // rest[0] is field 3 (state): utime=14, stime=15, starttime=22, vsize=23, rss=24.
+            // rest[0] is field 3 (state): utime=14, stime=15, vsize=23, rss=24.
             let cpu = (num(11) + num(12)) / self.ticks_per_sec;
             let counter = ConstCounter::new(cpu);
             counter.encode(encoder.encode_descriptor(
@@ -444,7 +444,7 @@ mod process {
                 (
                     "process_start_time_seconds",
                     "Start time of the process since unix epoch in seconds.",
-                    self.boot_time.unwrap_or(0.0) + num(19) / self.ticks_per_sec,
+                    self.start_time,
                 ),
                 (
                     "process_open_fds",

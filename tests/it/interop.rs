@@ -52,7 +52,11 @@ async fn setup_rig() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let service = Creds::write(dir.path(), "service.json", 1_000_001);
     let app = Creds::write(dir.path(), "app.json", 1_000_001);
-    let upstream = Upstream::start(vec![(service.key_id.clone(), service.key.decoding_key())], Default::default()).await;
+    let upstream = Upstream::start(
+        vec![(service.key_id.clone(), service.key.decoding_key())],
+        Default::default(),
+    )
+    .await;
     Setup {
         upstream,
         service,
@@ -73,7 +77,12 @@ fn proxy(s: &Setup, tls: Option<(&Path, &Path)>) -> Voxproxy {
         s.service.path.to_string_lossy().into(),
     ];
     if let Some((cert, key)) = tls {
-        args.extend(["--tls-cert".into(), cert.to_string_lossy().into(), "--tls-key".into(), key.to_string_lossy().into()]);
+        args.extend([
+            "--tls-cert".into(),
+            cert.to_string_lossy().into(),
+            "--tls-key".into(),
+            key.to_string_lossy().into(),
+        ]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Voxproxy::start(&args, &[])
@@ -83,7 +92,10 @@ fn proxy(s: &Setup, tls: Option<(&Path, &Path)>) -> Voxproxy {
 /// as JSON.
 async fn drive(program: &Path, script: &Path, env: &[(&str, &str)]) -> serde_json::Value {
     let (program, script) = (program.to_owned(), script.to_owned());
-    let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     tokio::task::spawn_blocking(move || drive_blocking(&program, &script, &env))
         .await
         .unwrap()
@@ -91,7 +103,9 @@ async fn drive(program: &Path, script: &Path, env: &[(&str, &str)]) -> serde_jso
 
 fn drive_blocking(program: &Path, script: &Path, env: &[(String, String)]) -> serde_json::Value {
     let mut cmd = Command::new(program);
-    cmd.arg(script).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd.arg(script)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -104,13 +118,20 @@ fn drive_blocking(program: &Path, script: &Path, env: &[(String, String)]) -> se
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn assert_minted_by_voxproxy(s: &Setup, account: u64) {
     let rec = s.upstream.last();
-    let jwt = rec.jwt.as_ref().expect("the upstream verified the token with the service key");
-    assert_eq!(jwt.kid, s.service.key_id, "signed with the service key, not the app's");
+    let jwt = rec
+        .jwt
+        .as_ref()
+        .expect("the upstream verified the token with the service key");
+    assert_eq!(
+        jwt.kid, s.service.key_id,
+        "signed with the service key, not the app's"
+    );
     assert_ne!(jwt.kid, s.app.key_id);
     assert_eq!(jwt.iss, account);
     assert_eq!(rec.method, "POST");
@@ -156,16 +177,26 @@ async fn node_client_through_https_proxy_and_over_tls() {
     let plain = proxy(&s, None);
     let proxy_url = format!("http://{}", plain.addr());
     for (account, want) in [(None, 1_000_001u64), (Some("2000002"), 2_000_002)] {
-        let mut env = vec![("MODE", "proxy"), ("https_proxy", proxy_url.as_str()), ("VOXPROXY_CREDENTIALS", creds.as_str())];
+        let mut env = vec![
+            ("MODE", "proxy"),
+            ("https_proxy", proxy_url.as_str()),
+            ("VOXPROXY_CREDENTIALS", creds.as_str()),
+        ];
         if let Some(a) = account {
             env.push(("VOXPROXY_ACCOUNT", a));
         }
         let out = drive(&node, &script, &env).await;
         assert_eq!(out["result"]["iss"], want, "{out}");
-        assert_eq!(out["result"]["cmd"], "GetAccountInfo", "multipart cmd arrived intact: {out}");
+        assert_eq!(
+            out["result"]["cmd"], "GetAccountInfo",
+            "multipart cmd arrived intact: {out}"
+        );
         assert_minted_by_voxproxy(&s, want);
         let rec = s.upstream.last();
-        assert!(rec.headers.get("content-length").is_none(), "chunked multipart, as Node sends it");
+        assert!(
+            rec.headers.get("content-length").is_none(),
+            "chunked multipart, as Node sends it"
+        );
     }
 
     // The client's `host` option with inbound TLS and NODE_EXTRA_CA_CERTS.

@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod deploy;
 mod failures;
 mod forwarding;
 mod gateway;
@@ -13,4 +14,5 @@ mod interop;
 mod lifecycle;
 mod observability;
 mod reload;
+mod systemd;
 mod tls_init;

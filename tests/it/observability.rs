@@ -19,11 +19,22 @@ async fn metrics_count_a_known_mix_exactly() {
     for _ in 0..3 {
         assert_eq!(get(addr, "/platform_api/GetUsers/?x=1").await.status, 200);
     }
-    assert_eq!(get(addr, "/accounts/42/platform_api/SetUserInfo/").await.status, 200);
-    assert_eq!(get(addr, "/platform_api?cmd=GetAccountInfo").await.status, 200);
+    assert_eq!(
+        get(addr, "/accounts/42/platform_api/SetUserInfo/")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(addr, "/platform_api?cmd=GetAccountInfo").await.status,
+        200
+    );
     assert_eq!(get(addr, "/platform_api/Weird-Name!/").await.status, 200);
     assert_eq!(get(addr, "/nope").await.status, 404);
-    assert_eq!(get(addr, "/accounts/7/platform_api/GetUsers/").await.status, 403);
+    assert_eq!(
+        get(addr, "/accounts/7/platform_api/GetUsers/").await.status,
+        403
+    );
     let text = String::from_utf8_lossy(&get(addr, "/metrics").await.body).into_owned();
     for line in [
         "voxproxy_requests_total{status=\"200\",account=\"1000001\",api_method=\"GetUsers\"} 3",
@@ -43,8 +54,14 @@ async fn metrics_count_a_known_mix_exactly() {
         "voxproxy_token_mint_failures_total{account=\"1000001\"} 0",
         "voxproxy_credentials_reloads_total{result=\"success\"} 0",
         "voxproxy_credentials_reloads_total{result=\"failure\"} 0",
-        &format!("voxproxy_credentials_info{{account=\"1000001\",key_id=\"{}\"}} 1", rig.creds.key_id),
-        &format!("voxproxy_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        &format!(
+            "voxproxy_credentials_info{{account=\"1000001\",key_id=\"{}\"}} 1",
+            rig.creds.key_id
+        ),
+        &format!(
+            "voxproxy_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
@@ -59,31 +76,55 @@ async fn request_ids_are_kept_generated_and_propagated() {
     let addr = rig.proxy.addr();
     let kept = send(
         addr,
-        Request::get("/platform_api/GetUsers/").header("x-request-id", "trace-abc.123").body(body("")).unwrap(),
+        Request::get("/platform_api/GetUsers/")
+            .header("x-request-id", "trace-abc.123")
+            .body(body(""))
+            .unwrap(),
     )
     .await;
     assert_eq!(kept.header("x-request-id"), Some("trace-abc.123"));
     assert_eq!(rig.upstream.last().headers["x-request-id"], "trace-abc.123");
     let generated = send(
         addr,
-        Request::get("/platform_api/GetUsers/").header("x-request-id", "bad id with spaces").body(body("")).unwrap(),
+        Request::get("/platform_api/GetUsers/")
+            .header("x-request-id", "bad id with spaces")
+            .body(body(""))
+            .unwrap(),
     )
     .await;
     let id = generated.header("x-request-id").unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
     assert_eq!(rig.upstream.last().headers["x-request-id"], id.as_str());
     // voxproxy's own errors carry it too, and every log line of the request names it.
-    let err = send(addr, Request::get("/nope").header("x-request-id", "err-id-1").body(body("")).unwrap()).await;
+    let err = send(
+        addr,
+        Request::get("/nope")
+            .header("x-request-id", "err-id-1")
+            .body(body(""))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(err.header("x-request-id"), Some("err-id-1"));
     let access = rig
         .proxy
         .log
-        .wait_for(Duration::from_secs(5), |l| l.contains("err-id-1") && l.contains("\"status\":404"))
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("err-id-1") && l.contains("\"status\":404")
+        })
         .expect("the access line names the request id");
     let v: serde_json::Value = serde_json::from_str(&access).unwrap();
     assert_eq!(v["span"]["request_id"], "err-id-1");
     assert!(v["timestamp"].is_string() && v["level"] == "INFO");
-    for field in ["method", "path", "api_method", "account", "status", "duration_ms", "bytes_in", "bytes_out"] {
+    for field in [
+        "method",
+        "path",
+        "api_method",
+        "account",
+        "status",
+        "duration_ms",
+        "bytes_in",
+        "bytes_out",
+    ] {
         assert!(!v[field].is_null(), "access log lacks {field}: {access}");
     }
 }
@@ -98,7 +139,10 @@ async fn no_secret_in_logs_metrics_or_check_output() {
         base64::engine::general_purpose::STANDARD.encode("user:inbound-basic-password-xyz")
     );
     for (path, auth) in [
-        ("/platform_api/GetUsers/?api_key=LEGACYSECRET1", inbound_bearer.to_owned()),
+        (
+            "/platform_api/GetUsers/?api_key=LEGACYSECRET1",
+            inbound_bearer.to_owned(),
+        ),
         ("/platform_api/GetUsers/", inbound_basic.clone()),
         ("/nope?session_id=LEGACYSECRET2", inbound_bearer.to_owned()),
         ("/platform_api/Slow/?ms=1", inbound_bearer.to_owned()),
@@ -116,13 +160,35 @@ async fn no_secret_in_logs_metrics_or_check_output() {
     // A reload with a new key, and a broken one.
     let key = crate::support::certs::RsaKey::generate();
     rig.upstream.trust("redaction-rotated", key.decoding_key());
-    Creds::write_json(&rig.creds.path, rig.creds.account, "redaction-rotated", &key);
+    Creds::write_json(
+        &rig.creds.path,
+        rig.creds.account,
+        "redaction-rotated",
+        &key,
+    );
     rig.proxy.signal(Signal::SIGHUP);
-    rig.proxy.log.wait_for(Duration::from_secs(5), |l| l.contains("credentials reloaded")).unwrap();
+    rig.proxy
+        .log
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("credentials reloaded")
+        })
+        .unwrap();
     let _ = get(addr, "/platform_api/GetUsers/").await;
     let metrics = String::from_utf8_lossy(&get(addr, "/metrics").await.body).into_owned();
-    let (_, check_out, check_err) = run(&["check", "--credentials", rig.creds.path.to_str().unwrap(), "--log-level", "trace"], &[]);
-    let (_, token_out, _) = run(&["token", "--credentials", rig.creds.path.to_str().unwrap()], &[]);
+    let (_, check_out, check_err) = run(
+        &[
+            "check",
+            "--credentials",
+            rig.creds.path.to_str().unwrap(),
+            "--log-level",
+            "trace",
+        ],
+        &[],
+    );
+    let (_, token_out, _) = run(
+        &["token", "--credentials", rig.creds.path.to_str().unwrap()],
+        &[],
+    );
 
     let everything = format!("{}\n{metrics}\n{check_out}\n{check_err}", rig.proxy.logs());
     let mut secrets: Vec<String> = rig
@@ -136,9 +202,18 @@ async fn no_secret_in_logs_metrics_or_check_output() {
         // Any of the three parts of a token (the signature above all) must not appear.
         secrets.extend(s.split('.').map(str::to_owned));
     }
-    secrets.push(token_out.trim().trim_start_matches("Authorization: Bearer ").to_owned());
+    secrets.push(
+        token_out
+            .trim()
+            .trim_start_matches("Authorization: Bearer ")
+            .to_owned(),
+    );
     for pem in [rig.creds.key.pkcs8_pem(), key.pkcs8_pem()] {
-        secrets.extend(pem.lines().filter(|l| !l.starts_with("-----")).map(str::to_owned));
+        secrets.extend(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_owned),
+        );
     }
     secrets.extend(
         [
@@ -153,6 +228,9 @@ async fn no_secret_in_logs_metrics_or_check_output() {
         assert!(s.len() >= 8);
         assert!(!everything.contains(s.as_str()), "a secret leaked: {s}");
     }
-    assert!(everything.contains("credentials reloaded"), "the captured output is real");
+    assert!(
+        everything.contains("credentials reloaded"),
+        "the captured output is real"
+    );
     assert!(everything.lines().count() > 10);
 }

@@ -15,7 +15,12 @@ use crate::support::upstream::Upstream;
 
 /// Requests in a bounded loop from `workers` tasks until `stop` (or `max` requests); returns
 /// (ok, failed).
-fn load(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, workers: usize, max: usize) -> tokio::task::JoinHandle<(usize, usize)> {
+fn load(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    workers: usize,
+    max: usize,
+) -> tokio::task::JoinHandle<(usize, usize)> {
     tokio::spawn(async move {
         let sent = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
@@ -25,7 +30,11 @@ fn load(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, workers: usize, max: 
                 let (mut ok, mut failed) = (0, 0);
                 while !stop.load(Ordering::Relaxed) && sent.fetch_add(1, Ordering::Relaxed) < max {
                     let resp = get(addr, "/platform_api/GetAccountInfo/").await;
-                    if resp.status == 200 { ok += 1 } else { failed += 1 }
+                    if resp.status == 200 {
+                        ok += 1
+                    } else {
+                        failed += 1
+                    }
                 }
                 (ok, failed)
             }));
@@ -52,10 +61,17 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
 async fn wait_for_kid(upstream: &Upstream, kid: &str, limit: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        if upstream.records().iter().any(|r| r.jwt.as_ref().is_ok_and(|j| j.kid == kid)) {
+        if upstream
+            .records()
+            .iter()
+            .any(|r| r.jwt.as_ref().is_ok_and(|j| j.kid == kid))
+        {
             return started.elapsed();
         }
-        assert!(started.elapsed() < limit, "the upstream did not see kid {kid} within {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "the upstream did not see kid {kid} within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -84,12 +100,31 @@ async fn rotate(signal: bool) {
     // After the switch, only the new key signs.
     let last = rig.upstream.last();
     assert_eq!(last.jwt.unwrap().kid, new_kid);
-    let metrics = String::from_utf8_lossy(&get(rig.proxy.addr(), "/metrics").await.body).into_owned();
+    let metrics =
+        String::from_utf8_lossy(&get(rig.proxy.addr(), "/metrics").await.body).into_owned();
     // The file watch and SIGHUP may each reload: at least one success, no failure.
-    assert!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"success\"}") >= 1.0, "{metrics}");
-    assert_eq!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"failure\"}"), 0.0);
-    assert!(metrics.contains(&format!("voxproxy_credentials_info{{account=\"{}\",key_id=\"{new_kid}\"}} 1", rig.creds.account)));
-    assert!(!metrics.contains(&rig.creds.key_id), "the old key id left the info metric");
+    assert!(
+        sample(
+            &metrics,
+            "voxproxy_credentials_reloads_total{result=\"success\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "voxproxy_credentials_reloads_total{result=\"failure\"}"
+        ),
+        0.0
+    );
+    assert!(metrics.contains(&format!(
+        "voxproxy_credentials_info{{account=\"{}\",key_id=\"{new_kid}\"}} 1",
+        rig.creds.account
+    )));
+    assert!(
+        !metrics.contains(&rig.creds.key_id),
+        "the old key id left the info metric"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,15 +144,34 @@ async fn corrupted_file_and_sighup_keep_the_old_key() {
     rig.proxy.signal(Signal::SIGHUP);
     rig.proxy
         .log
-        .wait_for(Duration::from_secs(5), |l| l.contains("credentials not reloaded"))
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("credentials not reloaded")
+        })
         .expect("the failure is logged");
     let resp = get(rig.proxy.addr(), "/platform_api/GetUsers/").await;
     assert_eq!(resp.status, 200);
     assert_eq!(rig.upstream.last().jwt.unwrap().kid, rig.creds.key_id);
-    let metrics = String::from_utf8_lossy(&get(rig.proxy.addr(), "/metrics").await.body).into_owned();
-    assert!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"failure\"}") >= 1.0, "{metrics}");
-    assert_eq!(sample(&metrics, "voxproxy_credentials_reloads_total{result=\"success\"}"), 0.0, "{metrics}");
-    assert!(!rig.proxy.logs().contains("this is not json"), "file content is not logged");
+    let metrics =
+        String::from_utf8_lossy(&get(rig.proxy.addr(), "/metrics").await.body).into_owned();
+    assert!(
+        sample(
+            &metrics,
+            "voxproxy_credentials_reloads_total{result=\"failure\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "voxproxy_credentials_reloads_total{result=\"success\"}"
+        ),
+        0.0,
+        "{metrics}"
+    );
+    assert!(
+        !rig.proxy.logs().contains("this is not json"),
+        "file content is not logged"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +184,11 @@ async fn kubernetes_secret_symlink_swap_is_picked_up() {
     let creds = Creds::write(&v1, "credentials.json", 31337);
     std::os::unix::fs::symlink("..2026_11_28_v1", secret.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/credentials.json", secret.join("credentials.json")).unwrap();
-    let upstream = Upstream::start(vec![(creds.key_id.clone(), creds.key.decoding_key())], Default::default()).await;
+    let upstream = Upstream::start(
+        vec![(creds.key_id.clone(), creds.key.decoding_key())],
+        Default::default(),
+    )
+    .await;
     let mounted = secret.join("credentials.json");
     let proxy = Voxproxy::start(
         &[
@@ -162,7 +220,10 @@ async fn kubernetes_secret_symlink_swap_is_picked_up() {
         if upstream.last().jwt.unwrap().kid == "k8s-rotated" {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "the swap was not picked up within 5 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the swap was not picked up within 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
