@@ -217,11 +217,20 @@ fn serve(settings: Settings, flags: crate::cli::SettingsArgs) -> Result<(), Fail
     let client = crate::upstream::client(&settings).map_err(config_err)?;
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
-            crate::tls::Inbound::new(crate::tls::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: settings.tls_client_ca.clone(),
-            })
+            crate::tls::Inbound::with_client_certs(
+                crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: settings.tls_client_ca.clone(),
+                },
+                // In gateway mode a certificate is one of three ways in; without clients it is
+                // the only thing that tells who a client is.
+                if settings.clients.is_some() {
+                    crate::tls::ClientCerts::Optional
+                } else {
+                    crate::tls::ClientCerts::Required
+                },
+            )
             .map_err(config_err)?,
         )),
         _ => None,

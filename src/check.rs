@@ -154,7 +154,11 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
                 "  inbound TLS: {}{}",
                 cert.display(),
                 if settings.tls_client_ca.is_some() {
-                    ", client certificates required"
+                    if settings.clients.is_some() {
+                        ", client certificates accepted (gateway)"
+                    } else {
+                        ", client certificates required"
+                    }
                 } else {
                     ""
                 }

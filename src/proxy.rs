@@ -316,13 +316,13 @@ impl Proxy {
                 }
             };
             facts.account = Some(parsed);
-            if let Some(allowed) = &self.allowed_accounts {
-                if !allowed.contains(&parsed) {
-                    refuse!(ProxyError::new(
-                        ErrorKind::AccountNotAllowed,
-                        format!("account {parsed} is not in allowed_accounts")
-                    ));
-                }
+            if let Some(allowed) = &self.allowed_accounts
+                && !allowed.contains(&parsed)
+            {
+                refuse!(ProxyError::new(
+                    ErrorKind::AccountNotAllowed,
+                    format!("account {parsed} is not in allowed_accounts")
+                ));
             }
             parsed
         };
@@ -378,10 +378,11 @@ impl Proxy {
         }
 
         // 5. Body size known up front.
-        if let Some(len) = content_length(req.headers()) {
-            if len > self.max_body_bytes && !req.headers().contains_key(header::TRANSFER_ENCODING) {
-                refuse!(too_large(self.max_body_bytes));
-            }
+        if let Some(len) = content_length(req.headers())
+            && len > self.max_body_bytes
+            && !req.headers().contains_key(header::TRANSFER_ENCODING)
+        {
+            refuse!(too_large(self.max_body_bytes));
         }
 
         // 6. The token (from the cache; a signature only on a cold or expired account).

@@ -53,10 +53,10 @@ pub fn record_credentials(metrics: &Metrics, creds: &[Credentials]) {
 
 /// Tell systemd, when running under it (`NOTIFY_SOCKET`); a no-op otherwise.
 pub fn notify_systemd(state: &[sd_notify::NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = sd_notify::notify(false, state) {
-            tracing::warn!(error = %e, "cannot notify systemd");
-        }
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(false, state)
+    {
+        tracing::warn!(error = %e, "cannot notify systemd");
     }
 }
 
@@ -158,23 +158,23 @@ impl Reloader {
         if kinds.contains(&Kind::Credentials) {
             self.reload_credentials();
         }
-        if kinds.contains(&Kind::Clients) {
-            if let Some(gw) = &self.proxy.gateway {
-                match gw.reload() {
-                    Ok(()) => tracing::info!(clients = %gw.summary(), "gateway clients reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "clients file not reloaded; the previous clients stay in force")
-                    }
+        if kinds.contains(&Kind::Clients)
+            && let Some(gw) = &self.proxy.gateway
+        {
+            match gw.reload() {
+                Ok(()) => tracing::info!(clients = %gw.summary(), "gateway clients reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "clients file not reloaded; the previous clients stay in force")
                 }
             }
         }
-        if kinds.contains(&Kind::Tls) {
-            if let Some(tls) = &self.tls {
-                match tls.reload() {
-                    Ok(()) => tracing::info!("TLS certificate reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS files not reloaded; the previous certificate stays in force")
-                    }
+        if kinds.contains(&Kind::Tls)
+            && let Some(tls) = &self.tls
+        {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS files not reloaded; the previous certificate stays in force")
                 }
             }
         }

@@ -757,10 +757,14 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     if authority.as_str().contains('@') {
         return Err("must not contain user information".to_owned());
     }
-    if let Some(pq) = uri.path_and_query() {
-        if pq.as_str() != "/" && !pq.as_str().is_empty() {
-            return Err("must be a base URL without a path or query (voxproxy forwards /platform_api itself)".to_owned());
-        }
+    if let Some(pq) = uri.path_and_query()
+        && pq.as_str() != "/"
+        && !pq.as_str().is_empty()
+    {
+        return Err(
+            "must be a base URL without a path or query (voxproxy forwards /platform_api itself)"
+                .to_owned(),
+        );
     }
     let host = authority
         .host()

@@ -9,10 +9,12 @@
 //!    that client's key, `exp` not passed (no leeway), `iat` at most 60 s ahead,
 //!    `exp - iat` ≤ 3600; its `iss` (a number or a string of digits) is the wanted account.
 //!
-//! When the static key or the certificate decides, an `Authorization: Bearer` JWT the app also
-//! sent (official clients always sign one, often with a throwaway key) is not verified, but its
-//! `iss`, when readable, still names the account: the app asked for that account, and acting for
-//! another one silently would be the dangerous choice. The client's `accounts` still apply.
+//! When the static key decides, an `Authorization: Bearer` JWT the app also sent (Node through
+//! `https_proxy=http://NAME:KEY@…` always signs one) is ignored entirely, as the contract says:
+//! the account comes from the path prefix or the account header, else the client's first account.
+//! When a certificate decides, the JWT is not verified, but its `iss`, when readable, still names
+//! the account (the official clients put the account they were configured for there, and acting
+//! for another one silently would be the dangerous choice); the client's `accounts` still apply.
 //!
 //! Verified app JWTs are cached by their SHA-256 until they expire, so a client that reuses its
 //! token pays for one RSA verification, not one per request. Only verified tokens enter the cache
@@ -91,9 +93,10 @@ fn authenticate_at(
 ) -> Result<Identity, Refusal> {
     if let Some(value) = headers.get(header::PROXY_AUTHORIZATION) {
         let client = static_key_client(set, value)?;
+        // The contract: the static key decides and the JWT is ignored, account included.
         return Ok(Identity {
             client,
-            jwt_account: unverified_iss(headers),
+            jwt_account: None,
         });
     }
     if let Some(cert) = peer_cert

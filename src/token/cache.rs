@@ -198,14 +198,14 @@ impl TokenCache {
             None => self.insert(account, now),
         };
         slot.last_used.store(now, Ordering::Relaxed);
-        if let Some(tok) = slot.token.load_full() {
-            if now < tok.exp - SERVE_MARGIN {
-                if now >= tok.refresh_at {
-                    // The refresher normally gets here first; a nudge costs nothing.
-                    self.inner.wake.notify_one();
-                }
-                return Ok(tok);
+        if let Some(tok) = slot.token.load_full()
+            && now < tok.exp - SERVE_MARGIN
+        {
+            if now >= tok.refresh_at {
+                // The refresher normally gets here first; a nudge costs nothing.
+                self.inner.wake.notify_one();
             }
+            return Ok(tok);
         }
         self.mint_slot(&slot, MintReason::Needed).await
     }
@@ -481,10 +481,9 @@ impl TokenCache {
                     .token
                     .load_full()
                     .filter(|t| now < t.exp - SERVE_MARGIN)
+                    && matches!(reason, MintReason::Needed)
                 {
-                    if matches!(reason, MintReason::Needed) {
-                        return Ok(tok);
-                    }
+                    return Ok(tok);
                 }
                 Err(TokenError {
                     account: slot.account,

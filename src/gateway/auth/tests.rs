@@ -308,8 +308,8 @@ fn the_static_key_decides_over_an_app_jwt() {
     )
     .unwrap();
     assert_eq!(&*id.client.name, "crm");
-    // ...and the JWT's iss still says which account the app wants.
-    assert_eq!(id.jwt_account, Some(6));
+    // ...and the JWT is ignored entirely, its iss included (the contract).
+    assert_eq!(id.jwt_account, None);
     // A wrong static key is not rescued by a valid JWT.
     assert_eq!(
         reason(run(
@@ -331,7 +331,7 @@ fn the_static_key_decides_over_an_app_jwt() {
         ]),
     )
     .unwrap();
-    assert_eq!((&*id.client.name, id.jwt_account), ("crm", Some(7)));
+    assert_eq!((&*id.client.name, id.jwt_account), ("crm", None));
 }
 
 fn client_cert(name: &str) -> CertificateDer<'static> {
