@@ -1,14 +1,16 @@
 //! The official Voximplant clients, unmodified and pinned (`tests/interop/`), through the real
-//! binary against the mock upstream: Python over inbound TLS, Node through `https_proxy` (plain
-//! HTTP, absolute-form) and over TLS. The upstream checks that the token it got was minted by
-//! voxproxy with the service key, not by the client with its own.
+//! binary against the mock upstream: Python over inbound TLS made by `voxproxy tls init`, Node
+//! through `https_proxy` (plain HTTP, absolute-form) and over TLS; with and without gateway
+//! clients (each app using the file `voxproxy client add --out` wrote), for the default and a
+//! child account. The upstream checks that the token it got was minted by voxproxy with the
+//! service key, not by the client with its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::support::certs::{Creds, Pki};
-use crate::support::process::Voxproxy;
+use crate::support::certs::Creds;
+use crate::support::process::{Voxproxy, run};
 use crate::support::upstream::Upstream;
 
 fn interop_dir() -> PathBuf {
@@ -44,28 +46,45 @@ struct Setup {
     service: Creds,
     /// The app's own credentials file: any RSA key, never trusted by the upstream.
     app: Creds,
+    /// `voxproxy tls init` output: (ca.pem, cert.pem, key.pem).
+    tls: (PathBuf, PathBuf, PathBuf),
     dir: tempfile::TempDir,
 }
+
+const MAIN: u64 = 1_000_001;
+const CHILD: u64 = 2_000_002;
 
 async fn setup_rig() -> Setup {
     setup();
     let dir = tempfile::tempdir().unwrap();
-    let service = Creds::write(dir.path(), "service.json", 1_000_001);
-    let app = Creds::write(dir.path(), "app.json", 1_000_001);
+    let service = Creds::write(dir.path(), "service.json", MAIN);
+    let app = Creds::write(dir.path(), "app.json", MAIN);
     let upstream = Upstream::start(
         vec![(service.key_id.clone(), service.key.decoding_key())],
         Default::default(),
     )
     .await;
+    // The local HTTPS endpoint the way a developer makes it: `voxproxy tls init`.
+    let tls_dir = dir.path().join("voxproxy-tls");
+    let (code, out, err) = run(&["tls", "init", "--dir", tls_dir.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "tls init: {out}{err}");
+    let tls = (
+        tls_dir.join("ca.pem"),
+        tls_dir.join("cert.pem"),
+        tls_dir.join("key.pem"),
+    );
     Setup {
         upstream,
         service,
         app,
+        tls,
         dir,
     }
 }
 
-fn proxy(s: &Setup, tls: Option<(&Path, &Path)>) -> Voxproxy {
+/// Start voxproxy: over TLS with the `tls init` certificate when `tls`, in gateway mode with
+/// `clients` when given.
+fn proxy(s: &Setup, tls: bool, clients: Option<&Path>) -> Voxproxy {
     let mut args: Vec<String> = vec![
         "--listen".into(),
         "127.0.0.1:0".into(),
@@ -76,16 +95,45 @@ fn proxy(s: &Setup, tls: Option<(&Path, &Path)>) -> Voxproxy {
         "--credentials".into(),
         s.service.path.to_string_lossy().into(),
     ];
-    if let Some((cert, key)) = tls {
+    if tls {
         args.extend([
             "--tls-cert".into(),
-            cert.to_string_lossy().into(),
+            s.tls.1.to_string_lossy().into(),
             "--tls-key".into(),
-            key.to_string_lossy().into(),
+            s.tls.2.to_string_lossy().into(),
         ]);
+    }
+    if let Some(clients) = clients {
+        args.extend(["--clients".into(), clients.to_string_lossy().into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Voxproxy::start(&args, &[])
+}
+
+/// `voxproxy client add NAME --account MAIN --account CHILD --out DIR/NAME.json`: the app's
+/// credentials file, in Voximplant's format, for an unmodified official client.
+fn client_add(s: &Setup, clients: &Path, name: &str) -> PathBuf {
+    let out = s.dir.path().join(format!("{name}.json"));
+    let (code, stdout, stderr) = run(
+        &[
+            "client",
+            "add",
+            name,
+            "--account",
+            &MAIN.to_string(),
+            "--account",
+            &CHILD.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+            "--clients",
+            clients.to_str().unwrap(),
+            "--credentials",
+            s.service.path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "client add: {stdout}{stderr}");
+    out
 }
 
 /// Run a driver with a clean environment plus `env` (off the async runtime); returns its stdout
@@ -122,7 +170,7 @@ fn drive_blocking(program: &Path, script: &Path, env: &[(String, String)]) -> se
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn assert_minted_by_voxproxy(s: &Setup, account: u64) {
+fn assert_minted_by_voxproxy(s: &Setup, account: u64, app_kid: &str) {
     let rec = s.upstream.last();
     let jwt = rec
         .jwt
@@ -132,85 +180,166 @@ fn assert_minted_by_voxproxy(s: &Setup, account: u64) {
         jwt.kid, s.service.key_id,
         "signed with the service key, not the app's"
     );
-    assert_ne!(jwt.kid, s.app.key_id);
+    assert_ne!(jwt.kid, app_kid);
     assert_eq!(jwt.iss, account);
     assert_eq!(rec.method, "POST");
     assert_eq!(rec.target, "/platform_api");
 }
 
-#[tokio::test]
-async fn python_client_over_inbound_tls() {
-    let s = setup_rig().await;
-    let pki = Pki::new(&[]);
-    let (ca, cert, key) = pki.write(s.dir.path());
-    let proxy = proxy(&s, Some((&cert, &key)));
+/// The Python client, unpatched: `endpoint` is voxproxy's TLS address, `SSL_CERT_FILE` the
+/// `ca.pem` from `tls init` (the environment is otherwise clean, so no `REQUESTS_CA_BUNDLE`).
+async fn python(
+    s: &Setup,
+    proxy: &Voxproxy,
+    creds: &Path,
+    account: Option<u64>,
+) -> serde_json::Value {
     let endpoint = proxy.addr().to_string();
-    let python = interop_dir().join(".venv/bin/python");
-    let script = interop_dir().join("python/call.py");
-    let creds = s.app.path.to_str().unwrap();
-    let env = [
+    let account = account.map(|a| a.to_string());
+    let mut env = vec![
         ("VOXPROXY_ENDPOINT", endpoint.as_str()),
-        ("VOXPROXY_CREDENTIALS", creds),
-        ("VOXPROXY_CA", ca.to_str().unwrap()),
+        ("VOXPROXY_CREDENTIALS", creds.to_str().unwrap()),
+        ("SSL_CERT_FILE", s.tls.0.to_str().unwrap()),
     ];
-    let out = drive(&python, &script, &env).await;
-    assert_eq!(out["result"]["iss"], 1_000_001, "{out}");
-    assert_minted_by_voxproxy(&s, 1_000_001);
-    assert_eq!(s.upstream.last().body, b"cmd=GetAccountInfo");
+    if let Some(a) = &account {
+        env.push(("VOXPROXY_ACCOUNT", a));
+    }
+    drive(
+        &interop_dir().join(".venv/bin/python"),
+        &interop_dir().join("python/call.py"),
+        &env,
+    )
+    .await
+}
 
-    // A child account, chosen the client's way (its JWT's iss, a string).
-    let mut env = env.to_vec();
-    env.push(("VOXPROXY_ACCOUNT", "2000002"));
-    let out = drive(&python, &script, &env).await;
-    assert_eq!(out["result"]["iss"], 2_000_002, "{out}");
-    assert_minted_by_voxproxy(&s, 2_000_002);
+/// The Node client, unpatched: through `https_proxy` (plain HTTP to voxproxy) when `proxy_url`,
+/// else with its `host` option over TLS and `NODE_EXTRA_CA_CERTS`.
+async fn node(
+    s: &Setup,
+    target: &str,
+    via_https_proxy: bool,
+    creds: &Path,
+    account: Option<u64>,
+) -> serde_json::Value {
+    let account = account.map(|a| a.to_string());
+    let mut env = vec![("VOXPROXY_CREDENTIALS", creds.to_str().unwrap())];
+    if via_https_proxy {
+        env.extend([("MODE", "proxy"), ("https_proxy", target)]);
+    } else {
+        env.extend([
+            ("MODE", "host"),
+            ("VOXPROXY_HOST", target),
+            ("NODE_EXTRA_CA_CERTS", s.tls.0.to_str().unwrap()),
+        ]);
+    }
+    if let Some(a) = &account {
+        env.push(("VOXPROXY_ACCOUNT", a));
+    }
+    drive(Path::new("node"), &interop_dir().join("node/call.js"), &env).await
+}
+
+#[tokio::test]
+async fn python_client_over_tls_from_tls_init() {
+    let s = setup_rig().await;
+    let proxy = proxy(&s, true, None);
+    for account in [None, Some(CHILD)] {
+        let out = python(&s, &proxy, &s.app.path, account).await;
+        let want = account.unwrap_or(MAIN);
+        assert_eq!(out["result"]["iss"], want, "{out}");
+        assert_minted_by_voxproxy(&s, want, &s.app.key_id);
+        assert_eq!(s.upstream.last().body, b"cmd=GetAccountInfo");
+    }
 }
 
 #[tokio::test]
 async fn node_client_through_https_proxy_and_over_tls() {
     let s = setup_rig().await;
-    let node = PathBuf::from("node");
-    let script = interop_dir().join("node/call.js");
-    let creds = s.app.path.to_string_lossy().into_owned();
-
-    // https_proxy: plain HTTP to voxproxy, absolute-form target for api.voximplant.com.
-    let plain = proxy(&s, None);
+    let plain = proxy(&s, false, None);
     let proxy_url = format!("http://{}", plain.addr());
-    for (account, want) in [(None, 1_000_001u64), (Some("2000002"), 2_000_002)] {
-        let mut env = vec![
-            ("MODE", "proxy"),
-            ("https_proxy", proxy_url.as_str()),
-            ("VOXPROXY_CREDENTIALS", creds.as_str()),
-        ];
-        if let Some(a) = account {
-            env.push(("VOXPROXY_ACCOUNT", a));
-        }
-        let out = drive(&node, &script, &env).await;
+    for account in [None, Some(CHILD)] {
+        let out = node(&s, &proxy_url, true, &s.app.path, account).await;
+        let want = account.unwrap_or(MAIN);
         assert_eq!(out["result"]["iss"], want, "{out}");
         assert_eq!(
             out["result"]["cmd"], "GetAccountInfo",
             "multipart cmd arrived intact: {out}"
         );
-        assert_minted_by_voxproxy(&s, want);
+        assert_minted_by_voxproxy(&s, want, &s.app.key_id);
         let rec = s.upstream.last();
         assert!(
             rec.headers.get("content-length").is_none(),
             "chunked multipart, as Node sends it"
         );
     }
+    let tls = proxy(&s, true, None);
+    let out = node(&s, &tls.addr().to_string(), false, &s.app.path, None).await;
+    assert_eq!(out["result"]["iss"], MAIN, "{out}");
+    assert_minted_by_voxproxy(&s, MAIN, &s.app.key_id);
+}
 
-    // The client's `host` option with inbound TLS and NODE_EXTRA_CA_CERTS.
-    let pki = Pki::new(&[]);
-    let (ca, cert, key) = pki.write(s.dir.path());
-    let tls = proxy(&s, Some((&cert, &key)));
-    let host = tls.addr().to_string();
-    let env = [
-        ("MODE", "host"),
-        ("VOXPROXY_HOST", host.as_str()),
-        ("VOXPROXY_CREDENTIALS", creds.as_str()),
-        ("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap()),
-    ];
-    let out = drive(&node, &script, &env).await;
-    assert_eq!(out["result"]["iss"], 1_000_001, "{out}");
-    assert_minted_by_voxproxy(&s, 1_000_001);
+#[tokio::test]
+async fn official_clients_in_gateway_mode_with_their_client_add_files() {
+    let s = setup_rig().await;
+    let clients = s.dir.path().join("clients.toml");
+    let py_app = client_add(&s, &clients, "py-app");
+    let node_app = client_add(&s, &clients, "node-app");
+    let py_kid = app_key_id(&py_app);
+    let node_kid = app_key_id(&node_app);
+    let tls = proxy(&s, true, Some(&clients));
+    let plain = proxy(&s, false, Some(&clients));
+
+    for account in [None, Some(CHILD)] {
+        let want = account.unwrap_or(MAIN);
+        let out = python(&s, &tls, &py_app, account).await;
+        assert_eq!(out["result"]["iss"], want, "{out}");
+        assert_minted_by_voxproxy(&s, want, &py_kid);
+
+        let out = node(
+            &s,
+            &format!("http://{}", plain.addr()),
+            true,
+            &node_app,
+            account,
+        )
+        .await;
+        assert_eq!(out["result"]["iss"], want, "{out}");
+        assert_minted_by_voxproxy(&s, want, &node_kid);
+
+        let out = node(&s, &tls.addr().to_string(), false, &node_app, account).await;
+        assert_eq!(out["result"]["iss"], want, "{out}");
+        assert_minted_by_voxproxy(&s, want, &node_kid);
+    }
+    let access: Vec<String> = tls
+        .log
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("voxproxy::access"))
+        .collect();
+    assert!(
+        access.iter().any(|l| l.contains("\"client\":\"py-app\"")),
+        "{access:?}"
+    );
+
+    // The app's own file, unregistered, gets nowhere in gateway mode.
+    let endpoint = tls.addr().to_string();
+    let out = std::process::Command::new(interop_dir().join(".venv/bin/python"))
+        .arg(interop_dir().join("python/call.py"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("VOXPROXY_ENDPOINT", &endpoint)
+        .env("VOXPROXY_CREDENTIALS", &s.app.path)
+        .env("SSL_CERT_FILE", &s.tls.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("9410"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn app_key_id(path: &Path) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["key_id"].as_str().unwrap().to_owned()
 }
