@@ -175,6 +175,21 @@ impl Inbound {
         tokio_rustls::server::TlsStream<Box<dyn Io>>,
         Option<Arc<CertificateDer<'static>>>,
     )> {
+        // Plain HTTP to a TLS listener gets no answer but a closed connection: rustls would
+        // answer a non-TLS first byte with an alert record, so look at it first.
+        let mut io = io;
+        let mut first = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut io, &mut first).await?;
+        if first[0] != TLS_HANDSHAKE_RECORD {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a TLS handshake (plain HTTP to the TLS listener?)",
+            ));
+        }
+        let io: Box<dyn Io> = Box::new(Rewind {
+            first: Some(first[0]),
+            inner: io,
+        });
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config.load_full());
         let stream = acceptor.accept(io).await?;
         let peer = stream
@@ -184,6 +199,67 @@ impl Inbound {
             .and_then(|c| c.first())
             .map(|c| Arc::new(c.clone().into_owned()));
         Ok((stream, peer))
+    }
+}
+
+/// The content type of a TLS handshake record, the first byte a TLS client sends.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// A stream with its first byte, already read, put back in front.
+struct Rewind {
+    first: Option<u8>,
+    inner: Box<dyn Io>,
+}
+
+impl tokio::io::AsyncRead for Rewind {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if buf.remaining() > 0 {
+            if let Some(b) = self.first.take() {
+                buf.put_slice(&[b]);
+                return std::task::Poll::Ready(Ok(()));
+            }
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -250,7 +326,7 @@ pub fn init(
     // Write all three to temporary names first, then rename: either every file is new or none.
     let contents = [
         (&files[0], issued.ca_pem.as_bytes(), 0o644),
-        (&files[1], issued.cert_pem.as_bytes(), 0o644),
+        (&files[1], issued.cert_pem.as_bytes(), 0o600),
         (&files[2], issued.key_pem.as_bytes(), 0o600),
     ];
     let mut staged = Vec::new();

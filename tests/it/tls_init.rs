@@ -47,7 +47,7 @@ fn makes_a_strict_ca_and_server_certificate() {
     names.sort();
     assert_eq!(names, ["ca.pem", "cert.pem", "key.pem"]);
     assert_eq!(mode(&dir.join("ca.pem")), 0o644);
-    assert_eq!(mode(&dir.join("cert.pem")), 0o644);
+    assert_eq!(mode(&dir.join("cert.pem")), 0o600);
     assert_eq!(mode(&dir.join("key.pem")), 0o600);
     for f in ["ca.pem", "cert.pem"] {
         let text = std::fs::read_to_string(dir.join(f)).unwrap();
@@ -238,7 +238,7 @@ fn refuses_to_overwrite_without_force_and_force_rewrites_all_three() {
         assert_ne!(b, a);
     }
     assert_eq!(mode(&dir.join("key.pem")), 0o600);
-    assert_eq!(mode(&dir.join("cert.pem")), 0o644);
+    assert_eq!(mode(&dir.join("cert.pem")), 0o600);
     let names = std::fs::read_dir(dir).unwrap().count();
     assert_eq!(names, 3, "no temporary file left behind");
 
@@ -269,4 +269,25 @@ async fn a_tls_listener_serves_with_what_init_made() {
     .unwrap();
     assert_eq!(resp.status, 200, "{:?}", resp.body);
     assert_eq!(rig.upstream.last().jwt.unwrap().iss, rig.creds.account);
+
+    // Plain HTTP to the TLS listener: no answer at all (not even a TLS alert), a closed
+    // connection, and the TLS listener keeps serving.
+    let out = crate::support::http::raw(
+        rig.proxy.addr(),
+        b"GET /platform_api/GetAccountInfo/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out, "", "plain HTTP got an answer");
+    let resp = try_send_tls(
+        rig.proxy.addr(),
+        &ca,
+        None,
+        Request::get("/healthz")
+            .header("host", "localhost")
+            .body(body(""))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status, 200);
 }
