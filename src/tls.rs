@@ -217,11 +217,11 @@ impl tokio::io::AsyncRead for Rewind {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        if buf.remaining() > 0 {
-            if let Some(b) = self.first.take() {
-                buf.put_slice(&[b]);
-                return std::task::Poll::Ready(Ok(()));
-            }
+        if buf.remaining() > 0
+            && let Some(b) = self.first.take()
+        {
+            buf.put_slice(&[b]);
+            return std::task::Poll::Ready(Ok(()));
         }
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
