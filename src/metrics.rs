@@ -331,6 +331,24 @@ impl Metrics {
         }
     }
 
+    /// Count a request a client's policy refused: `account` and `method` refusals in
+    /// `voxproxy_client_policy_refusals_total`, `rate` in `voxproxy_client_rate_limited_total`.
+    pub fn policy_refusal(&self, reason: &'static str, client: &str) {
+        let client = self.client_label(client);
+        if reason == "rate" {
+            self.rate_limited
+                .get_or_create(&Label("client", client))
+                .inc();
+        } else {
+            self.policy_refusals
+                .get_or_create(&ReasonLabels {
+                    reason,
+                    client: Some(client),
+                })
+                .inc();
+        }
+    }
+
     /// Count one of voxproxy's own errors.
     pub fn error(&self, kind: ErrorKind, client: Option<String>) {
         self.errors

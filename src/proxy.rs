@@ -331,13 +331,7 @@ impl Proxy {
         if let Some(id) = &identity {
             let default_account = self.credentials.load().default_account();
             if let Err(e) = id.client.check_account(account, default_account) {
-                self.metrics
-                    .policy_refusals
-                    .get_or_create(&crate::metrics::ReasonLabels {
-                        reason: "account",
-                        client: Some(self.metrics.client_label(&id.client.name)),
-                    })
-                    .inc();
+                self.metrics.policy_refusal("account", &id.client.name);
                 refuse!(e);
             }
             if id.client.has_method_rules() {
@@ -351,13 +345,7 @@ impl Proxy {
                 let method = match checked {
                     Ok(m) => m,
                     Err(e) => {
-                        self.metrics
-                            .policy_refusals
-                            .get_or_create(&crate::metrics::ReasonLabels {
-                                reason: "method",
-                                client: Some(self.metrics.client_label(&id.client.name)),
-                            })
-                            .inc();
+                        self.metrics.policy_refusal("method", &id.client.name);
                         refuse!(e);
                     }
                 };
@@ -366,13 +354,7 @@ impl Proxy {
                 }
             }
             if let Err(e) = id.client.check_rate() {
-                self.metrics
-                    .rate_limited
-                    .get_or_create(&crate::metrics::Label(
-                        "client",
-                        self.metrics.client_label(&id.client.name),
-                    ))
-                    .inc();
+                self.metrics.policy_refusal("rate", &id.client.name);
                 refuse!(e);
             }
         }
