@@ -62,6 +62,8 @@ def rows_from(raw):
                 "cpu_us_per_req": cpu_s * 1e6 / reqs,
                 "cpu_pct": 100 * cpu_s / secs,
                 "upstream_cpu_us_per_req": m["upstream_cpu_ticks"] / m["clk_tck"] * 1e6 / reqs,
+                "other_cpu_pct": 100 * m.get("other_cpu_ticks", 0) / m["clk_tck"] / secs,
+                "tries": m.get("tries", 1),
                 "peak_rss_kib": m["peak_rss_kib"],
                 "peak_rss_tree_kib": m["peak_rss_tree_kib"],
                 "non_2xx": w["errors_status"],
@@ -86,6 +88,8 @@ def rows_from(raw):
                 "cpu_us_per_req": med("cpu_us_per_req"),
                 "cpu_pct": med("cpu_pct"),
                 "upstream_cpu_us_per_req": med("upstream_cpu_us_per_req"),
+                "other_cpu_pct": med("other_cpu_pct"),
+                "retries": sum(r["tries"] - 1 for r in runs),
                 "peak_rss_kib": max(r["peak_rss_kib"] for r in runs),
                 "peak_rss_tree_kib": max(r["peak_rss_tree_kib"] for r in runs),
                 "rps_min": min(r["rps"] for r in runs),
@@ -163,9 +167,9 @@ def verdicts(rows, ratio_list, idle):
 def fmt_table(rows):
     head = (
         "| system | workload | req/s | p50 ms | p99 ms | CPU µs/req | CPU % | peak RSS MiB "
-        "| upstream CPU µs/req | non-2xx | socket errors |"
+        "| upstream CPU µs/req | other CPU % | non-2xx | socket errors |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         name = r["system"] + ("" if r["valid"] else " (INVALID)")
         note = "†" if r["system"] == "direct" else ""
@@ -174,7 +178,7 @@ def fmt_table(rows):
             f"| {r['p99_ms']:.2f} | {r['cpu_us_per_req']:.1f}{note} | {r['cpu_pct']:.0f}{note} "
             f"| {r['peak_rss_kib'] / MIB:.1f}{note} "
             f"| {'-' if r['system'] == 'direct' else format(r['upstream_cpu_us_per_req'], '.1f')} "
-            f"| {r['non_2xx']} | {r['socket_errors']} |"
+            f"| {r['other_cpu_pct']:.0f} | {r['non_2xx']} | {r['socket_errors']} |"
         )
     return "\n".join(lines)
 
@@ -258,7 +262,9 @@ def main():
             f"(+{meta['warmup_s']} s warm-up) per row, {meta['connections']} connections, "
             f"wrk -t{meta['wrk_threads']}, pinning `{meta['pin']}`, upstream threads "
             f"{meta['upstream_threads']}. Medians over rounds; peak RSS is the largest over "
-            "rounds. † direct: the upstream's own CPU and RSS.",
+            "rounds. † direct: the upstream's own CPU and RSS. Other CPU %: what other processes "
+            f"on the machine used meanwhile (measurements over {meta.get('max_other_cpu', '?')} % "
+            f"were taken again, {sum(r['retries'] for r in rows)} times in all).",
             "",
             fmt_table(rows),
             "",
