@@ -112,10 +112,17 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     new_request_id()
 }
 
-/// A fresh request id (a v4 UUID).
+/// A fresh request id (a v4 UUID). The random bytes come from aws-lc's DRBG (the one crypto
+/// library), which unlike `Uuid::new_v4` costs no `getrandom` system call per request.
 pub fn new_request_id() -> HeaderValue {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut bytes = [0u8; 16];
+    let id = match aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => uuid::Builder::from_random_bytes(bytes).into_uuid(),
+        Err(_) => uuid::Uuid::new_v4(),
+    };
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let s = id.hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(s).expect("a UUID is a valid header value")
 }
 
@@ -131,8 +138,12 @@ pub fn scrub_query(query: &str) -> Option<String> {
 
 fn is_legacy_param(pair: &str) -> bool {
     let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-    if name.len() > 64 {
+    // Decoding never makes a name longer, and the shortest legacy name has 7 characters.
+    if name.len() < 7 || name.len() > 64 {
         return false;
+    }
+    if !name.bytes().any(|b| b == b'%' || b == b'+') {
+        return LEGACY_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name));
     }
     let decoded = percent_decode(name.as_bytes(), true);
     LEGACY_PARAMS

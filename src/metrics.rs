@@ -2,9 +2,9 @@
 //! Label values are bounded: API method names outside `[A-Za-z][A-Za-z0-9_]{0,63}` or beyond the
 //! distinct-name cap become `other`, accounts beyond the cap become `other`.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -24,26 +24,29 @@ const MAX_METHOD_LABELS: usize = 512;
 /// Most distinct client label values.
 const MAX_CLIENT_LABELS: usize = 512;
 
+/// A label value. Shared, so the hot path hands out cached values instead of allocating.
+pub type LabelValue = Arc<str>;
+
 /// `voxproxy_requests_total` labels; `client` only in gateway mode.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct RequestLabels {
     /// Numeric status.
     pub status: u16,
     /// Account (bounded).
-    pub account: String,
+    pub account: LabelValue,
     /// API method (bounded).
-    pub api_method: String,
+    pub api_method: LabelValue,
     /// Gateway client name, when gateway mode is on.
-    pub client: Option<String>,
+    pub client: Option<LabelValue>,
 }
 
 impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         ("status", self.status).encode(encoder.encode_label())?;
-        ("account", self.account.as_str()).encode(encoder.encode_label())?;
-        ("api_method", self.api_method.as_str()).encode(encoder.encode_label())?;
+        ("account", &*self.account).encode(encoder.encode_label())?;
+        ("api_method", &*self.api_method).encode(encoder.encode_label())?;
         if let Some(client) = &self.client {
-            ("client", client.as_str()).encode(encoder.encode_label())?;
+            ("client", &**client).encode(encoder.encode_label())?;
         }
         Ok(())
     }
@@ -51,11 +54,11 @@ impl EncodeLabelSet for RequestLabels {
 
 /// A single-label set, `name="value"`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct Label<const N: usize>(pub &'static str, pub String);
+pub struct Label<const N: usize>(pub &'static str, pub LabelValue);
 
 impl<const N: usize> EncodeLabelSet for Label<N> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        (self.0, self.1.as_str()).encode(encoder.encode_label())
+        (self.0, &*self.1).encode(encoder.encode_label())
     }
 }
 
@@ -65,14 +68,14 @@ pub struct KindLabels {
     /// Error kind.
     pub kind: &'static str,
     /// Gateway client, when known.
-    pub client: Option<String>,
+    pub client: Option<LabelValue>,
 }
 
 impl EncodeLabelSet for KindLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         ("kind", self.kind).encode(encoder.encode_label())?;
         if let Some(client) = &self.client {
-            ("client", client.as_str()).encode(encoder.encode_label())?;
+            ("client", &**client).encode(encoder.encode_label())?;
         }
         Ok(())
     }
@@ -100,14 +103,14 @@ pub struct ReasonLabels {
     /// Why.
     pub reason: &'static str,
     /// Gateway client, when known.
-    pub client: Option<String>,
+    pub client: Option<LabelValue>,
 }
 
 impl EncodeLabelSet for ReasonLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         ("reason", self.reason).encode(encoder.encode_label())?;
         if let Some(client) = &self.client {
-            ("client", client.as_str()).encode(encoder.encode_label())?;
+            ("client", &**client).encode(encoder.encode_label())?;
         }
         Ok(())
     }
@@ -142,9 +145,20 @@ pub struct Metrics {
     pub policy_refusals: Family<ReasonLabels, Counter>,
     /// Gateway: rate-limited requests by client.
     pub rate_limited: Family<Label<4>, Counter>,
-    accounts_seen: Mutex<HashSet<u64>>,
-    methods_seen: Mutex<HashSet<String>>,
-    clients_seen: Mutex<HashSet<String>>,
+    labels: Mutex<LabelCache>,
+}
+
+/// Label values handed out so far, bounded per kind; later values fold into `other`.
+#[derive(Default)]
+struct LabelCache {
+    accounts: HashMap<u64, LabelValue>,
+    methods: HashMap<Box<str>, LabelValue>,
+    clients: HashMap<Box<str>, LabelValue>,
+}
+
+fn fixed(value: &'static str) -> LabelValue {
+    // Tiny and rare (only once the caps are reached): not worth caching.
+    Arc::from(value)
 }
 
 impl std::fmt::Debug for Metrics {
@@ -252,7 +266,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
         for result in ["success", "failure"] {
-            let _ = reloads.get_or_create(&Label("result", result.to_owned()));
+            let _ = reloads.get_or_create(&Label("result", result.into()));
         }
         for kind in ErrorKind::ALL {
             let _ = errors.get_or_create(&KindLabels {
@@ -275,9 +289,7 @@ impl Metrics {
             auth_failures,
             policy_refusals,
             rate_limited,
-            accounts_seen: Mutex::new(HashSet::new()),
-            methods_seen: Mutex::new(HashSet::new()),
-            clients_seen: Mutex::new(HashSet::new()),
+            labels: Mutex::new(LabelCache::default()),
         }
     }
 
@@ -289,46 +301,40 @@ impl Metrics {
         out
     }
 
-    /// A bounded account label.
-    pub fn account_label(&self, account: Option<u64>) -> String {
+    /// A bounded account label (`none` when no account was chosen).
+    pub fn account_label(&self, account: Option<u64>) -> LabelValue {
         let Some(account) = account else {
-            return "none".to_owned();
+            return fixed("none");
         };
-        let mut seen = self.accounts_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(&account) || seen.len() < MAX_ACCOUNT_LABELS && seen.insert(account) {
-            account.to_string()
-        } else {
-            "other".to_owned()
+        let mut cache = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = cache.accounts.get(&account) {
+            return v.clone();
         }
+        if cache.accounts.len() >= MAX_ACCOUNT_LABELS {
+            return fixed("other");
+        }
+        let v: LabelValue = account.to_string().into();
+        cache.accounts.insert(account, v.clone());
+        v
     }
 
     /// A bounded API method label: `none` when no method is visible, `other` for names that are
     /// not API method names or beyond the cap.
-    pub fn method_label(&self, method: Option<&str>) -> String {
+    pub fn method_label(&self, method: Option<&str>) -> LabelValue {
         let Some(method) = method else {
-            return "none".to_owned();
+            return fixed("none");
         };
         if !is_method_name(method) {
-            return "other".to_owned();
+            return fixed("other");
         }
-        let mut seen = self.methods_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(method) || seen.len() < MAX_METHOD_LABELS && seen.insert(method.to_owned())
-        {
-            method.to_owned()
-        } else {
-            "other".to_owned()
-        }
+        let mut cache = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        bounded(&mut cache.methods, method, MAX_METHOD_LABELS)
     }
 
     /// A bounded client label.
-    pub fn client_label(&self, client: &str) -> String {
-        let mut seen = self.clients_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(client) || seen.len() < MAX_CLIENT_LABELS && seen.insert(client.to_owned())
-        {
-            client.to_owned()
-        } else {
-            "other".to_owned()
-        }
+    pub fn client_label(&self, client: &str) -> LabelValue {
+        let mut cache = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        bounded(&mut cache.clients, client, MAX_CLIENT_LABELS)
     }
 
     /// Count a request a client's policy refused: `account` and `method` refusals in
@@ -350,7 +356,7 @@ impl Metrics {
     }
 
     /// Count one of voxproxy's own errors.
-    pub fn error(&self, kind: ErrorKind, client: Option<String>) {
+    pub fn error(&self, kind: ErrorKind, client: Option<LabelValue>) {
         self.errors
             .get_or_create(&KindLabels {
                 kind: kind.as_str(),
@@ -358,6 +364,19 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// The cached label for `value`, adding it while under `cap`.
+fn bounded(cache: &mut HashMap<Box<str>, LabelValue>, value: &str, cap: usize) -> LabelValue {
+    if let Some(v) = cache.get(value) {
+        return v.clone();
+    }
+    if cache.len() >= cap {
+        return fixed("other");
+    }
+    let v: LabelValue = value.into();
+    cache.insert(value.into(), v.clone());
+    v
 }
 
 /// Whether `s` looks like a Voximplant API method name.
@@ -375,7 +394,7 @@ impl CacheObserver for Metrics {
         self.tokens_minted
             .get_or_create(&Label("account", label.clone()))
             .inc();
-        if label != "other" {
+        if &*label != "other" {
             self.token_expiry
                 .get_or_create(&Label("account", label))
                 .set(exp);
@@ -391,7 +410,7 @@ impl CacheObserver for Metrics {
 
     fn evicted(&self, account: u64) {
         self.token_expiry
-            .remove(&Label("account", account.to_string()));
+            .remove(&Label("account", account.to_string().into()));
     }
 }
 

@@ -378,7 +378,7 @@ impl Proxy {
         };
 
         // 7. Rewrite.
-        let uri = match self.upstream_uri(&req.uri().path()[api_start..], req.uri().query()) {
+        let uri = match self.upstream_uri(req.uri(), api_start) {
             Ok(uri) => uri,
             Err(e) => refuse!(e),
         };
@@ -458,26 +458,34 @@ impl Proxy {
         host.eq_ignore_ascii_case("api.voximplant.com") && port.is_none_or(|p| p == default_port)
     }
 
-    /// The upstream URI for `path` and the scrubbed query (`pub` for the micro-benchmarks).
-    pub fn upstream_uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-        let scrubbed = query.and_then(headers::scrub_query);
-        let query = scrubbed.as_deref().or(query);
-        let pq = match query {
-            Some(q) if !q.is_empty() || scrubbed.is_none() => format!("{path}?{q}"),
-            _ => path.to_owned(),
-        };
-        let pq = PathAndQuery::try_from(pq).map_err(|e| {
+    /// The upstream URI for an inbound target whose API path starts at byte `api_start` of its
+    /// path (after an `/accounts/<id>` prefix), with legacy credentials scrubbed from the query.
+    /// In the common case (no prefix, nothing to scrub) the inbound path and query go upstream as
+    /// they came, without being copied or parsed again. `pub` for the micro-benchmarks.
+    pub fn upstream_uri(&self, inbound: &Uri, api_start: usize) -> Result<Uri, ProxyError> {
+        let invalid = |e: http::Error| {
             ProxyError::new(ErrorKind::BadRequest, "the request target is not valid").with_source(e)
-        })?;
-        Uri::builder()
-            .scheme(self.upstream.scheme.clone())
-            .authority(self.upstream.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| {
-                ProxyError::new(ErrorKind::BadRequest, "the request target is not valid")
-                    .with_source(e)
-            })
+        };
+        let query = inbound.query();
+        let scrubbed = query.and_then(headers::scrub_query);
+        let pq = match (api_start, scrubbed, inbound.path_and_query()) {
+            (0, None, Some(pq)) => pq.clone(),
+            (_, scrubbed, _) => {
+                let path = &inbound.path()[api_start..];
+                let pq = match scrubbed.as_deref().or(query) {
+                    // Every parameter was a legacy credential: no `?` at all.
+                    Some("") if scrubbed.is_some() => path.to_owned(),
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.to_owned(),
+                };
+                PathAndQuery::try_from(pq).map_err(|e| invalid(e.into()))?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.upstream.scheme.clone());
+        parts.authority = Some(self.upstream.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).map_err(|e| invalid(e.into()))
     }
 }
 
@@ -695,7 +703,7 @@ impl Finish {
                 account: m.account_label(self.facts.account),
                 api_method: m.method_label(self.facts.api_method.as_deref()),
                 client: if gateway {
-                    Some(client.unwrap_or_else(|| "none".to_owned()))
+                    Some(client.unwrap_or_else(|| "none".into()))
                 } else {
                     None
                 },

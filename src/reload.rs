@@ -276,7 +276,7 @@ impl Reloader {
                     .store(Arc::new(CredentialSet { list: creds }));
                 metrics
                     .reloads
-                    .get_or_create(&Label("result", "success".to_owned()))
+                    .get_or_create(&Label("result", "success".into()))
                     .inc();
             }
             Err(errors) => {
@@ -285,7 +285,7 @@ impl Reloader {
                 }
                 metrics
                     .reloads
-                    .get_or_create(&Label("result", "failure".to_owned()))
+                    .get_or_create(&Label("result", "failure".into()))
                     .inc();
             }
         }
