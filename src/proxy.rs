@@ -30,7 +30,7 @@ use crate::gateway::{self, Gateway};
 use crate::headers::{self, REQUEST_ID};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::token::TokenCache;
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream;
 
 /// Errors inside bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,7 +83,7 @@ pub struct Proxy {
     allowed_accounts: Option<HashSet<u64>>,
     max_body_bytes: u64,
     request_timeout: Duration,
-    client: UpstreamClient,
+    client: upstream::Clients,
     /// The credentials in force (reload swaps them).
     pub credentials: Arc<ArcSwap<CredentialSet>>,
     /// Per-account tokens.
@@ -119,7 +119,7 @@ impl Proxy {
     /// Assemble the proxy from validated parts.
     pub fn new(
         settings: &Settings,
-        client: UpstreamClient,
+        client: upstream::Clients,
         credentials: Arc<ArcSwap<CredentialSet>>,
         tokens: TokenCache,
         metrics: Arc<Metrics>,
@@ -401,12 +401,12 @@ impl Proxy {
             too_large: too_large_flag.clone(),
         }
         .boxed_unsync();
+        let client = self.client.for_body(&body.size_hint());
         let outbound = Request::from_parts(parts, body);
 
         // 8. Forward.
         let sent = Instant::now();
-        let result =
-            tokio::time::timeout(self.request_timeout, self.client.request(outbound)).await;
+        let result = tokio::time::timeout(self.request_timeout, client.request(outbound)).await;
         facts.upstream = Some(sent.elapsed());
         self.metrics
             .upstream_duration

@@ -501,9 +501,37 @@ async fn http2_prior_knowledge_client_to_http1_upstream() {
 }
 
 #[tokio::test]
-async fn upstream_http2_by_alpn() {
+async fn upstream_http2_by_alpn_and_large_uploads_over_http1() {
     let rig = Rig::start(&[]).await;
     let resp = get(rig.proxy.addr(), "/platform_api/GetUsers/").await;
     assert_eq!(resp.status, 200);
     assert_eq!(rig.upstream.last().version, Version::HTTP_2);
+    let small = vec![b's'; 16 * 1024];
+    let resp = send(
+        rig.proxy.addr(),
+        Request::post("/platform_api/A/")
+            .body(body(small.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let rec = rig.upstream.last();
+    assert_eq!(
+        (rec.version, rec.body.len()),
+        (Version::HTTP_2, small.len())
+    );
+    // Over 16 KiB the body goes over an HTTP/1.1 connection (cheaper for uploads, measured).
+    let large = vec![b'l'; 16 * 1024 + 1];
+    let resp = send(
+        rig.proxy.addr(),
+        Request::post("/platform_api/A/")
+            .body(body(large.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let rec = rig.upstream.last();
+    assert_eq!(rec.version, Version::HTTP_11);
+    assert!(rec.body == large);
+    assert!(rec.jwt.is_ok());
 }
