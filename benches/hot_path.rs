@@ -264,7 +264,9 @@ mod rewrite {
     #[divan::bench]
     fn upstream_uri_scrubbed(bencher: Bencher) {
         let f = &*FIXTURE;
-        let inbound: http::Uri = format!("{PATH}?{QUERY_LEGACY}").parse().expect("a valid target");
+        let inbound: http::Uri = format!("{PATH}?{QUERY_LEGACY}")
+            .parse()
+            .expect("a valid target");
         bencher.bench(|| f.proxy.upstream_uri(black_box(&inbound), 0));
     }
 

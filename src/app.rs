@@ -242,10 +242,17 @@ fn serve(settings: Settings, flags: crate::cli::SettingsArgs) -> Result<(), Fail
         )),
     };
 
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = settings.workers {
-        rt.worker_threads(n);
-    }
+    // One worker: a current-thread runtime. Every task then runs on the thread that polls the
+    // sockets, with no work-stealing queues or cross-thread wake-ups to pay for.
+    let mut rt = match settings.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = rt
         .enable_all()
         .build()

@@ -76,7 +76,8 @@ async fn non_loopback_listen_is_allowed_with_the_override() {
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
-    let mut rig = Rig::start(&[]).await;
+    // One worker: the current-thread runtime serves, shuts down and exits like the threaded one.
+    let mut rig = Rig::start(&["--workers", "1"]).await;
     let addr = rig.proxy.addr();
     let slow = tokio::spawn(async move {
         send(

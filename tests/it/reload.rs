@@ -77,7 +77,8 @@ async fn wait_for_kid(upstream: &Upstream, kid: &str, limit: Duration) -> Durati
 }
 
 async fn rotate(signal: bool) {
-    let rig = Rig::start(&[]).await;
+    // SIGHUP rotation on one worker (current-thread runtime), file-change rotation on several.
+    let rig = Rig::start(if signal { &["--workers", "1"] } else { &[] }).await;
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = load(rig.proxy.addr(), stop.clone(), 4, 20_000);
     // Let traffic flow on the old key first.
