@@ -100,6 +100,13 @@ pub fn account_header_value<'a>(
         .map(|(_, v)| v)
 }
 
+/// The token of an `Authorization`-style `Bearer <token>` value, if that is what it holds.
+pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Keep an inbound request id that is 1 to 128 visible ASCII characters; else make a UUID.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     let mut values = headers.get_all(&REQUEST_ID).iter();

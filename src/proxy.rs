@@ -564,14 +564,7 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
 /// `Ok(None)`: no readable JWT or no usable `iss` (ignored); `Err(raw)`: an `iss` that is not a
 /// valid account id (refused like any id). `pub` for the micro-benchmarks.
 pub fn bearer_iss(h: &http::HeaderMap) -> Result<Option<u64>, String> {
-    let Some(value) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let Some(jwt) = value
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-    else {
+    let Some(jwt) = h.get(header::AUTHORIZATION).and_then(headers::bearer_token) else {
         return Ok(None);
     };
     let mut parts = jwt.split('.');

@@ -108,7 +108,7 @@ fn authenticate_at(
         });
     }
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = bearer(value).ok_or_else(|| {
+        let token = crate::headers::bearer_token(value).ok_or_else(|| {
             refusal(
                 "bad_jwt",
                 "Authorization is not `Bearer <JWT>`: sign an RS256 JWT with the key from the client's app.json, or use its static key in Proxy-Authorization",
@@ -130,13 +130,6 @@ fn authenticate_at(
         "missing",
         "no client credentials: send the client's app JWT in Authorization, its static key in Proxy-Authorization (Bearer, or Basic with the key as password), or a TLS client certificate",
     ))
-}
-
-/// The token of `Bearer <token>` (scheme in any case).
-fn bearer(value: &HeaderValue) -> Option<&str> {
-    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The client whose static key is in `Proxy-Authorization`.
@@ -206,18 +199,9 @@ fn certificate_client(set: &ClientSet, cert: &CertificateDer<'static>) -> Option
 }
 
 /// The `iss` of an `Authorization: Bearer` JWT, read without verification; `None` when there is
-/// no readable JWT or no valid account id in it.
+/// no readable JWT or no valid account id in it (the same reading as outside gateway mode).
 fn unverified_iss(headers: &HeaderMap) -> Option<u64> {
-    let token = bearer(headers.get(header::AUTHORIZATION)?)?;
-    if token.len() > MAX_CREDENTIAL_LEN {
-        return None;
-    }
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
-    iss_account(claims.get("iss")).ok().flatten()
+    crate::proxy::bearer_iss(headers).ok().flatten()
 }
 
 /// A JWT NumericDate as whole seconds.
