@@ -11,24 +11,20 @@
 //!
 //! A fresh RSA-2048 key is generated at start; nothing touches the network or the disk.
 
-use std::collections::HashMap;
 use std::future::Future as _;
 use std::path::Path;
 use std::pin::pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Waker};
 
-use arc_swap::ArcSwap;
-use base64::Engine as _;
 use divan::{Bencher, black_box};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use voxproxy::cli::SettingsArgs;
-use voxproxy::config::{Settings, parse_account_id};
-use voxproxy::credentials::Credentials;
-use voxproxy::metrics::Metrics;
-use voxproxy::proxy::{CredentialSet, Proxy, bearer_iss, split_account_prefix};
+use voxproxy::account::{AccountId, Requester, Rules, bearer_iss};
+use voxproxy::config::{Upstream, parse_upstream};
+use voxproxy::credentials::{Credentials, pem_encode};
+use voxproxy::target::{self, method_from_path, split_account_prefix};
 use voxproxy::token::{CacheConfig, Claims, Clock as _, SystemClock, TokenCache};
-use voxproxy::{app, headers, token};
+use voxproxy::{headers, token};
 
 fn main() {
     divan::main();
@@ -36,6 +32,10 @@ fn main() {
 
 /// The account of the credentials file.
 const ACCOUNT: u64 = 1_234_567;
+
+fn id(n: u64) -> AccountId {
+    AccountId::new(n).expect("a positive account id")
+}
 /// Child accounts warmed in the cache, so a lookup happens in a realistically full map.
 const CHILDREN: u64 = 1_000;
 /// A realistic request target with a query.
@@ -46,7 +46,8 @@ const QUERY_LEGACY: &str = "account_id=1234567&api_key=0123456789abcdef&return_l
 struct Fixture {
     creds: Credentials,
     cache: TokenCache,
-    proxy: Proxy,
+    upstream: Upstream,
+    rules: Rules,
     account_header: HeaderName,
     /// What an official client sends (its own JWT in `Authorization`, no account header).
     client_headers: HeaderMap,
@@ -61,13 +62,7 @@ fn credentials() -> Credentials {
         .expect("generating an RSA key");
     let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
         .expect("encoding the key");
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
+    let pem = pem_encode("PRIVATE KEY", der.as_ref());
     let json = serde_json::json!({
         "account_id": ACCOUNT,
         "key_id": "2b9e5e38-5a1c-4f0e-9a57-3d1c0a9f6e11",
@@ -89,7 +84,7 @@ fn fixture() -> Fixture {
     };
     let cache = TokenCache::new(
         cfg,
-        app::signers(std::slice::from_ref(&creds)),
+        token::signers(std::slice::from_ref(&creds)),
         Arc::new(SystemClock),
         None,
     );
@@ -100,35 +95,23 @@ fn fixture() -> Fixture {
         assert!(cache.warm().await.is_empty(), "warming the cache failed");
         for child in 1..=CHILDREN {
             cache
-                .get(ACCOUNT + child)
+                .get(id(ACCOUNT + child))
                 .await
                 .expect("minting a child token");
         }
     });
 
-    let args = SettingsArgs {
-        upstream: Some("https://127.0.0.1:8443".to_owned()),
-        credentials: vec!["bench-credentials.json".to_owned()],
-        ..SettingsArgs::default()
+    let upstream = parse_upstream("https://127.0.0.1:8443").expect("a loopback upstream");
+    let account_header = HeaderName::from_static("x-voximplant-account-id");
+    let rules = Rules {
+        header: account_header.clone(),
+        allowed: None,
     };
-    let settings = Settings::resolve(&args, &HashMap::<&str, &str>::new())
-        .expect("default settings with a loopback upstream");
-    let client = voxproxy::upstream::client(&settings).expect("the upstream client");
-    let proxy = Proxy::new(
-        &settings,
-        client,
-        Arc::new(ArcSwap::from_pointee(CredentialSet {
-            list: vec![creds.clone()],
-        })),
-        cache.clone(),
-        Arc::new(Metrics::new()),
-        None,
-    );
 
     // The official clients send a JWT signed with the account's own key: mint one like it.
     let now = SystemClock.now();
     let client_jwt =
-        token::mint(&creds, &Claims::new(ACCOUNT, now, 3600)).expect("minting the client JWT");
+        token::mint(&creds, &Claims::new(id(ACCOUNT), now, 3600)).expect("minting the client JWT");
     let mut client_headers = HeaderMap::new();
     for (name, value) in [
         ("host", "127.0.0.1:8080"),
@@ -148,7 +131,6 @@ fn fixture() -> Fixture {
         header::AUTHORIZATION,
         HeaderValue::try_from(format!("Bearer {client_jwt}")).expect("a JWT is a header value"),
     );
-    let account_header = settings.account_header.clone();
     let mut proxied_headers = client_headers.clone();
     proxied_headers.insert(&account_header, HeaderValue::from_static("1234567"));
     proxied_headers.insert(
@@ -159,7 +141,8 @@ fn fixture() -> Fixture {
     Fixture {
         creds,
         cache,
-        proxy,
+        upstream,
+        rules,
         account_header,
         client_headers,
         proxied_headers,
@@ -170,7 +153,7 @@ fn fixture() -> Fixture {
 /// hit itself and no runtime.
 fn get_now(cache: &TokenCache, account: u64) -> Arc<token::Token> {
     let mut cx = Context::from_waker(Waker::noop());
-    let mut fut = pin!(cache.get(account));
+    let mut fut = pin!(cache.get(id(account)));
     match fut.as_mut().poll(&mut cx) {
         Poll::Ready(Ok(token)) => token,
         Poll::Ready(Err(e)) => panic!("token cache miss failed: {e}"),
@@ -202,7 +185,7 @@ mod token_cache {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime");
-        bencher.bench_local(|| runtime.block_on(f.cache.get(black_box(ACCOUNT))));
+        bencher.bench_local(|| runtime.block_on(f.cache.get(black_box(id(ACCOUNT)))));
     }
 
     /// Both threads hitting the same account at once (read lock and `Arc` counts contended).
@@ -252,30 +235,30 @@ mod rewrite {
         headers::scrub_query(black_box(QUERY_LEGACY))
     }
 
-    /// `Proxy::upstream_uri` for a target with a query (nothing to scrub: reused as it came).
+    /// `target::upstream_uri` for a target with a query (nothing to scrub: reused as it came).
     #[divan::bench]
     fn upstream_uri(bencher: Bencher) {
         let f = &*FIXTURE;
         let inbound: http::Uri = format!("{PATH}?{QUERY}").parse().expect("a valid target");
-        bencher.bench(|| f.proxy.upstream_uri(black_box(&inbound), 0));
+        bencher.bench(|| target::upstream_uri(black_box(&inbound), 0, &f.upstream));
     }
 
-    /// `Proxy::upstream_uri` when an `api_key` must be scrubbed (the target is rebuilt).
+    /// `target::upstream_uri` when an `api_key` must be scrubbed (the target is rebuilt).
     #[divan::bench]
     fn upstream_uri_scrubbed(bencher: Bencher) {
         let f = &*FIXTURE;
         let inbound: http::Uri = format!("{PATH}?{QUERY_LEGACY}")
             .parse()
             .expect("a valid target");
-        bencher.bench(|| f.proxy.upstream_uri(black_box(&inbound), 0));
+        bencher.bench(|| target::upstream_uri(black_box(&inbound), 0, &f.upstream));
     }
 
-    /// `Proxy::upstream_uri` with no query (`GET /platform_api/GetAccountInfo/`).
+    /// `target::upstream_uri` with no query (`GET /platform_api/GetAccountInfo/`).
     #[divan::bench]
     fn upstream_uri_no_query(bencher: Bencher) {
         let f = &*FIXTURE;
         let inbound: http::Uri = PATH.parse().expect("a valid target");
-        bencher.bench(|| f.proxy.upstream_uri(black_box(&inbound), 0));
+        bencher.bench(|| target::upstream_uri(black_box(&inbound), 0, &f.upstream));
     }
 }
 
@@ -284,10 +267,10 @@ mod account {
 
     /// The `/accounts/<id>/` prefix split and the id parse.
     #[divan::bench]
-    fn path_prefix() -> Option<u64> {
+    fn path_prefix() -> Option<AccountId> {
         let (account, _rest) =
             split_account_prefix(black_box("/accounts/1234567/platform_api/GetAccountInfo/"))?;
-        parse_account_id(account?)
+        AccountId::parse(account?)
     }
 
     /// The path check on a plain `/platform_api/...` path (every request pays this).
@@ -303,7 +286,7 @@ mod account {
         bencher.bench(|| {
             headers::account_header_value(black_box(&f.proxied_headers), &f.account_header)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|raw| parse_account_id(raw.trim()))
+                .and_then(|raw| AccountId::parse(raw.trim()))
         });
     }
 
@@ -326,7 +309,21 @@ mod account {
     /// The API method from the path, for logs and metrics (every request pays this).
     #[divan::bench]
     fn api_method_from_path() -> Option<String> {
-        voxproxy::proxy::api_method_from_path(black_box(PATH))
+        method_from_path(black_box(PATH))
+    }
+
+    /// The whole account rule for a request with no prefix, no header and the client's JWT.
+    #[divan::bench]
+    fn choose_from_client_jwt(bencher: Bencher) {
+        let f = &*FIXTURE;
+        bencher.bench(|| {
+            f.rules.choose(
+                None,
+                black_box(&f.client_headers),
+                Requester::ANONYMOUS,
+                id(ACCOUNT),
+            )
+        });
     }
 }
 
@@ -357,7 +354,7 @@ mod mint {
         let f = &*FIXTURE;
         let now = SystemClock.now();
         bencher.bench(|| {
-            token::mint(&f.creds, &Claims::new(black_box(ACCOUNT), now, 3600))
+            token::mint(&f.creds, &Claims::new(black_box(id(ACCOUNT)), now, 3600))
                 .expect("minting a token")
         });
     }

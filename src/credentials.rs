@@ -1,5 +1,6 @@
 //! Voximplant `credentials.json`: load, validate, and hold the signing key behind a redacting
-//! `Debug`. The private key is parsed once here; nothing else ever sees its PEM.
+//! `Debug`; the set of files in force ([`CredentialSet`]). The private key is parsed once here;
+//! nothing else ever sees its PEM.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,9 @@ use aws_lc_rs::signature::KeyPair as _;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
+use crate::account::AccountId;
+use crate::files::{self, FileError};
+
 /// Smallest RSA key accepted, in bits (what Voximplant issues, and the floor for RS256).
 pub const MIN_RSA_BITS: usize = 2048;
 
@@ -16,8 +20,11 @@ pub const MIN_RSA_BITS: usize = 2048;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// The file does not exist.
-    #[error("credentials file {}: not found", path.display())]
+    #[error("credentials file {}: not found; name the file with --credentials PATH or VOXIMPLANT_CREDENTIALS (a credentials.json comes from the Voximplant control panel, Settings > Service accounts, or the CreateKey API method)", files::shown(path).display())]
     NotFound { path: PathBuf },
+    /// Something other than a small regular file is there.
+    #[error("credentials file {}: {problem}", path.display())]
+    NotAFile { path: PathBuf, problem: FileError },
     /// The file exists but cannot be read.
     #[error("credentials file {}: cannot read", path.display())]
     Unreadable {
@@ -98,14 +105,13 @@ impl SigningKey {
                     };
                 }
             }
-            let reason = e.to_string();
+            let reason = match e.description_() {
+                "WrongAlgorithm" => "it is another kind of key (Voximplant keys are RSA)",
+                _ => "rejected by the RSA parser",
+            };
             CredentialsError::NotRsa {
                 path: path.to_owned(),
-                reason: if reason.is_empty() {
-                    "rejected by the RSA parser".to_owned()
-                } else {
-                    reason
-                },
+                reason: reason.to_owned(),
             }
         })?;
         let bits = pair.public_modulus_len() * 8;
@@ -160,7 +166,7 @@ pub struct Credentials {
     /// Where it was loaded from (reloads read it again).
     pub path: PathBuf,
     /// The service account (`iss` of tokens for it).
-    pub account_id: u64,
+    pub account_id: AccountId,
     /// Key id (`kid` of tokens signed with this key).
     pub key_id: Arc<str>,
     /// The key itself.
@@ -182,16 +188,12 @@ impl Credentials {
     /// Load and validate a credentials file. Returns the credentials and whether the file is
     /// readable by group or others (the caller warns).
     pub fn load(path: &Path) -> Result<(Credentials, bool), CredentialsError> {
-        let bytes = std::fs::read(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                CredentialsError::NotFound {
-                    path: path.to_owned(),
-                }
-            } else {
-                CredentialsError::Unreadable {
-                    path: path.to_owned(),
-                    source,
-                }
+        let bytes = files::read_regular(path, files::MAX_CONFIG_FILE).map_err(|e| {
+            let path = path.to_owned();
+            match e {
+                FileError::NotFound => CredentialsError::NotFound { path },
+                FileError::Io(source) => CredentialsError::Unreadable { path, source },
+                problem => CredentialsError::NotAFile { path, problem },
             }
         })?;
         let loose = is_group_or_world_readable(path);
@@ -206,7 +208,7 @@ impl Credentials {
                 // serde_json's message carries line and column only, never the content.
                 reason: e.to_string(),
             })?;
-        let obj = value.as_object().ok_or_else(|| CredentialsError::NotJson {
+        let obj = create_key_result(&value).ok_or_else(|| CredentialsError::NotJson {
             path: path.to_owned(),
             reason: "the top level is not an object".to_owned(),
         })?;
@@ -221,12 +223,11 @@ impl Credentials {
             field: name,
             reason,
         };
-        let account_id = match field("account_id")? {
-            serde_json::Value::Number(n) => n.as_u64().filter(|v| *v > 0),
-            serde_json::Value::String(s) => crate::config::parse_account_id(s),
-            _ => return Err(bad("account_id", "must be a number or a string of digits")),
-        }
-        .ok_or_else(|| bad("account_id", "must be a positive integer"))?;
+        let account_id = match AccountId::from_json(Some(field("account_id")?)) {
+            Ok(Some(id)) => id,
+            Ok(None) => return Err(bad("account_id", "must be a number or a string of digits")),
+            Err(_) => return Err(bad("account_id", "must be a positive integer")),
+        };
         let key_id = match field("key_id")? {
             serde_json::Value::String(s) if !s.is_empty() => s.clone(),
             serde_json::Value::String(_) => return Err(bad("key_id", "must not be empty")),
@@ -248,6 +249,88 @@ impl Credentials {
             key: Arc::new(key),
         })
     }
+}
+
+/// The credentials object of a file: the top-level object, or the `result` of a whole `CreateKey`
+/// answer (`{"result": {...}}`, or `{"result": [{...}]}` with one key), since the documentation
+/// says to save the `result` value and people save the whole answer.
+fn create_key_result(
+    value: &serde_json::Value,
+) -> Option<&serde_json::Map<String, serde_json::Value>> {
+    let obj = value.as_object()?;
+    if obj.contains_key("private_key") {
+        return Some(obj);
+    }
+    match obj.get("result") {
+        Some(serde_json::Value::Object(result)) => Some(result),
+        Some(serde_json::Value::Array(keys)) if keys.len() == 1 => keys[0].as_object(),
+        _ => Some(obj),
+    }
+}
+
+/// The credentials files in force, in settings order; replaced whole on reload. Never empty: the
+/// first is the default account and signs for child accounts.
+#[derive(Debug)]
+pub struct CredentialSet {
+    list: Vec<Credentials>,
+}
+
+impl CredentialSet {
+    /// A set of loaded files; `None` when there are none.
+    pub fn new(list: Vec<Credentials>) -> Option<CredentialSet> {
+        (!list.is_empty()).then_some(CredentialSet { list })
+    }
+
+    /// The loaded files, in settings order.
+    pub fn list(&self) -> &[Credentials] {
+        &self.list
+    }
+
+    /// The first file's account: used when a request names none.
+    pub fn default_account(&self) -> AccountId {
+        self.list[0].account_id
+    }
+}
+
+/// Load every credentials file, each error naming its file and where the setting came from
+/// (`origin`); warn about loose permissions. Every problem is reported, not only the first.
+pub fn load_all(
+    paths: &[PathBuf],
+    origin: &dyn fmt::Display,
+) -> Result<CredentialSet, Vec<anyhow::Error>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match Credentials::load(path) {
+            Ok((creds, loose)) => {
+                if loose {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "credentials file is readable by group or others; chmod 600 it"
+                    );
+                }
+                out.push(creds);
+            }
+            Err(e) => {
+                errors.push(anyhow::Error::new(e).context(format!("credentials (from {origin})")))
+            }
+        }
+    }
+    match CredentialSet::new(out) {
+        Some(set) if errors.is_empty() => Ok(set),
+        Some(_) => Err(errors),
+        None if errors.is_empty() => Err(vec![anyhow::anyhow!(
+            "credentials (from {origin}): no credentials file configured"
+        )]),
+        None => Err(errors),
+    }
+}
+
+/// PEM text of `der` under `label`, LF line endings (what `credentials.json` files and the
+/// clients file hold).
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der.to_vec()), config)
 }
 
 fn fingerprint(public_der: &[u8], key_id: &str) -> [u8; 32] {

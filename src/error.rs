@@ -1,6 +1,7 @@
-//! voxproxy's own errors and the one function that turns them into responses: status,
-//! `X-Voxproxy-Error: <kind>`, `Content-Type: application/json` and a body in Voximplant's own shape
-//! (`{"error":{"code":N,"msg":"voxproxy: ..."}}`) so API clients parse it.
+//! voxproxy's own errors: the kinds it answers itself and the one function that turns them into
+//! responses (status, `X-Voxproxy-Error: <kind>`, `Content-Type: application/json` and a body in
+//! Voximplant's own shape, `{"error":{"code":N,"msg":"voxproxy: ..."}}`, so API clients parse
+//! it); and [`Failure`], a command's failure with the exit code it maps to.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -8,7 +9,7 @@ use std::fmt;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::proxy::Body;
+use crate::body::{self, Body, BoxError};
 
 /// Header naming the kind of a response voxproxy made itself.
 pub const ERROR_HEADER: &str = "x-voxproxy-error";
@@ -36,6 +37,8 @@ pub enum ErrorKind {
     BodyTooLarge,
     /// Gateway: over the client's rate.
     ClientRateLimited,
+    /// Over `account_rate` after waiting `account_rate_wait`.
+    AccountRateLimited,
     /// Cannot connect to the upstream.
     UpstreamConnect,
     /// TLS handshake with the upstream failed.
@@ -50,7 +53,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for metrics pre-registration and the README table test.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::BadRequest,
         ErrorKind::BadAccount,
         ErrorKind::ClientUnauthenticated,
@@ -61,6 +64,7 @@ impl ErrorKind {
         ErrorKind::ConnectNotSupported,
         ErrorKind::BodyTooLarge,
         ErrorKind::ClientRateLimited,
+        ErrorKind::AccountRateLimited,
         ErrorKind::UpstreamConnect,
         ErrorKind::UpstreamTls,
         ErrorKind::UpstreamReset,
@@ -81,6 +85,7 @@ impl ErrorKind {
             ErrorKind::ConnectNotSupported => "connect_not_supported",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::ClientRateLimited => "client_rate_limited",
+            ErrorKind::AccountRateLimited => "account_rate_limited",
             ErrorKind::UpstreamConnect => "upstream_connect",
             ErrorKind::UpstreamTls => "upstream_tls",
             ErrorKind::UpstreamReset => "upstream_reset",
@@ -100,7 +105,9 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::ConnectNotSupported => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::ClientRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::ClientRateLimited | ErrorKind::AccountRateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamTls | ErrorKind::UpstreamReset => {
                 StatusCode::BAD_GATEWAY
             }
@@ -122,6 +129,7 @@ impl ErrorKind {
             ErrorKind::ConnectNotSupported => 9450,
             ErrorKind::BodyTooLarge => 9470,
             ErrorKind::ClientRateLimited => 9490,
+            ErrorKind::AccountRateLimited => 9491,
             ErrorKind::UpstreamConnect => 9520,
             ErrorKind::UpstreamTls => 9521,
             ErrorKind::UpstreamReset => 9522,
@@ -136,8 +144,6 @@ impl fmt::Display for ErrorKind {
         f.write_str(self.as_str())
     }
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error voxproxy answers itself: a kind, a message for the client, and the cause for the log.
 #[derive(Debug)]
@@ -203,31 +209,49 @@ impl ProxyError {
     }
 }
 
+/// A command's failure and the exit code it maps to (the contract: 0 success, 1 runtime failure,
+/// 2 usage or configuration error).
+#[derive(Debug)]
+pub enum Failure {
+    /// Usage or configuration error: exit 2.
+    Config(anyhow::Error),
+    /// Runtime failure: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Runtime(e.into())
+    }
+}
+
+/// Shorthand for a configuration error (exit 2).
+pub fn config_err(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Config(e.into())
+}
+
 /// Methods voxproxy forwards (the `Allow` of a 405).
 const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Build the response for `err`: the one place voxproxy's own error responses are made.
 pub fn error_response(err: &ProxyError) -> Response<Body> {
     #[derive(serde::Serialize)]
-    struct Inner<'a> {
+    struct Inner {
         code: u16,
         msg: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        kind: Option<&'a str>,
     }
     #[derive(serde::Serialize)]
-    struct Outer<'a> {
-        error: Inner<'a>,
+    struct Outer {
+        error: Inner,
     }
     let body = serde_json::to_vec(&Outer {
         error: Inner {
             code: err.kind.code(),
             msg: format!("voxproxy: {}", err.msg),
-            kind: None,
         },
     })
     .unwrap_or_else(|_| br#"{"error":{"code":9400,"msg":"voxproxy: error"}}"#.to_vec());
-    let mut resp = Response::new(crate::proxy::full_body(Bytes::from(body)));
+    let mut resp = Response::new(body::full(Bytes::from(body)));
     *resp.status_mut() = err.kind.status();
     let h = resp.headers_mut();
     h.insert(
@@ -246,7 +270,7 @@ pub fn error_response(err: &ProxyError) -> Response<Body> {
         ErrorKind::ConnectNotSupported => {
             h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
         }
-        ErrorKind::ClientRateLimited => {
+        ErrorKind::ClientRateLimited | ErrorKind::AccountRateLimited => {
             h.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(err.retry_after.unwrap_or(1).max(1)),
@@ -275,6 +299,7 @@ mod tests {
             ("connect_not_supported", 405, 9450),
             ("body_too_large", 413, 9470),
             ("client_rate_limited", 429, 9490),
+            ("account_rate_limited", 429, 9491),
             ("upstream_connect", 502, 9520),
             ("upstream_tls", 502, 9521),
             ("upstream_reset", 502, 9522),

@@ -29,61 +29,95 @@ const LEGACY_PARAMS: [&str; 7] = [
     "parent_account_password",
 ];
 
-/// Remove hop-by-hop headers and every header named in `Connection` (RFC 9110 7.6.1).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+/// Whether `name` is hop-by-hop (RFC 9110 7.6.1, plus `Keep-Alive`, `Proxy-Connection` and
+/// `Upgrade`).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE
+}
+
+/// Names whose `_`-for-`-` spelling is stripped too: CGI-style servers read `Content_Length` as
+/// `Content-Length`, so the upstream must never see one.
+const DASHED: [&str; 7] = [
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "x-request-id",
+];
+
+/// Whether `name` (lowercase, holding `_`) is `dashed` spelled with `_` for some `-`.
+fn is_underscore_spelling(name: &str, dashed: &str) -> bool {
+    name.len() == dashed.len()
+        && name
+            .bytes()
+            .zip(dashed.bytes())
+            .all(|(x, y)| x == y || (x == b'_' && y == b'-'))
+}
+
+/// The names a response or request must lose: hop-by-hop headers, every header named in
+/// `Connection`, and whatever `also` selects. Collected in one pass over the names, so the
+/// common request (nothing to strip but what `also` picks) costs no hash lookups per name.
+fn doomed(
+    headers: &HeaderMap,
+    also: impl Fn(&HeaderName) -> bool,
+) -> smallvec::SmallVec<[HeaderName; 4]> {
+    let mut out = smallvec::SmallVec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) || also(name) {
+            out.push(name.clone());
         }
     }
-    for name in HOP_BY_HOP {
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for named in value.split(',') {
+            if let Ok(name) = HeaderName::from_bytes(named.trim().as_bytes()) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Strip a response on its way to the client: hop-by-hop headers and every header named in
+/// `Connection` (RFC 9110 7.6.1); and when the upstream framed it with `Transfer-Encoding`, its
+/// `Content-Length` too (RFC 9112 6.3: it is wrong, and hyper would frame the body by it).
+pub fn strip_response(headers: &mut HeaderMap) {
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    for name in doomed(headers, |name| chunked && name == header::CONTENT_LENGTH) {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// Strip what must never reach the upstream from a request: hop-by-hop headers, inbound
-/// credentials, the account header in any spelling, `Expect` (hyper answers `100-continue`
-/// itself) and `Host` (the upstream client sets the upstream's). Returns whether the request came
-/// with `Transfer-Encoding`, in which case `Content-Length` is dropped too (RFC 9112 6.3: the
-/// body is framed by `Transfer-Encoding` alone, and a forwarded request never carries both).
+/// credentials, the account header in any spelling, underscore spellings of framing and
+/// hop-by-hop headers, `Expect` (hyper answers `100-continue` itself) and `Host` (the upstream
+/// client sets the upstream's). When the request came with `Transfer-Encoding`, `Content-Length`
+/// goes too (RFC 9112 6.3: the body is framed by `Transfer-Encoding` alone, and a forwarded
+/// request never carries both).
 pub fn strip_request(headers: &mut HeaderMap, account_header: &HeaderName) {
-    let had_transfer_encoding = headers.contains_key(header::TRANSFER_ENCODING);
-    strip_hop_by_hop(headers);
-    if had_transfer_encoding {
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    headers.remove(header::AUTHORIZATION);
-    headers.remove(header::HOST);
-    headers.remove(header::EXPECT);
-    headers.remove(account_header);
-    // `X_Voximplant_Account_Id` is the same header to CGI-style servers: strip it too.
-    if headers.keys().any(|k| k.as_str().contains('_')) {
-        let variants: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| is_account_header(k, account_header))
-            .cloned()
-            .collect();
-        for name in variants {
-            headers.remove(name);
-        }
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let doomed = doomed(headers, |name| {
+        name == header::AUTHORIZATION
+            || name == header::HOST
+            || name == header::EXPECT
+            || name == account_header
+            || (chunked && name == header::CONTENT_LENGTH)
+            || (name.as_str().contains('_')
+                && (is_account_header(name, account_header)
+                    || DASHED
+                        .iter()
+                        .any(|d| is_underscore_spelling(name.as_str(), d))))
+    });
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
 /// Whether `name` is the account header, allowing `_` for `-` (names are already lowercase).
 pub fn is_account_header(name: &HeaderName, account_header: &HeaderName) -> bool {
-    let (a, b) = (name.as_str().as_bytes(), account_header.as_str().as_bytes());
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x == y || (*x == b'_' && *y == b'-'))
+    is_underscore_spelling(name.as_str(), account_header.as_str())
 }
 
 /// The value of the account header in any spelling, if exactly one is present.
@@ -107,6 +141,26 @@ pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// RFC 9112 framing checks hyper leaves to us: an HTTP/1.1 request needs exactly one `Host`
+/// (3.2), and the only transfer coding voxproxy forwards is `chunked` (a `gzip, chunked` body
+/// re-sent as plain chunked would change its meaning). `Err` says what is wrong.
+pub fn check_framing(version: http::Version, headers: &HeaderMap) -> Result<(), &'static str> {
+    if version == http::Version::HTTP_11 {
+        let mut hosts = headers.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(_), None) => {}
+            (None, _) => return Err("an HTTP/1.1 request needs a Host header"),
+            (Some(_), Some(_)) => return Err("the request has more than one Host header"),
+        }
+    }
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err("the only transfer coding voxproxy forwards is `chunked`"),
+    }
+}
+
 /// Keep an inbound request id that is 1 to 128 visible ASCII characters; else make a UUID.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     let mut values = headers.get_all(&REQUEST_ID).iter();
@@ -119,15 +173,11 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     new_request_id()
 }
 
-/// A fresh request id (a v4 UUID). The random bytes come from aws-lc's DRBG (the one crypto
-/// library), which unlike `Uuid::new_v4` costs no `getrandom` system call per request.
+/// A fresh request id: a v4 UUID from a per-thread userspace generator (fastrand, seeded once
+/// per thread). Request ids only need to be unique, not secret: a CSPRNG call per request cost
+/// more than the rest of the request-id path together (bench/README.md).
 pub fn new_request_id() -> HeaderValue {
-    use aws_lc_rs::rand::SecureRandom as _;
-    let mut bytes = [0u8; 16];
-    let id = match aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes) {
-        Ok(()) => uuid::Builder::from_random_bytes(bytes).into_uuid(),
-        Err(_) => uuid::Uuid::new_v4(),
-    };
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let s = id.hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(s).expect("a UUID is a valid header value")
@@ -229,6 +279,50 @@ mod tests {
         strip_request(&mut h, &HeaderName::from_static("x-voximplant-account-id"));
         let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-keep"]);
+    }
+
+    #[test]
+    fn underscore_spellings_of_framing_and_hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "transfer_encoding",
+            "content_length",
+            "keep_alive",
+            "proxy_connection",
+            "proxy_authorization",
+            "x_request_id",
+        ] {
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+        }
+        h.insert("x_keep_me", HeaderValue::from_static("kept"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_request(&mut h, &HeaderName::from_static("x-voximplant-account-id"));
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "x_keep_me"]);
+    }
+
+    #[test]
+    fn framing() {
+        use http::Version;
+        let mut h = HeaderMap::new();
+        assert!(check_framing(Version::HTTP_11, &h).is_err(), "no Host");
+        assert!(check_framing(Version::HTTP_10, &h).is_ok());
+        assert!(check_framing(Version::HTTP_2, &h).is_ok());
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        assert!(check_framing(Version::HTTP_11, &h).is_ok());
+        h.append(header::HOST, HeaderValue::from_static("b"));
+        assert!(check_framing(Version::HTTP_11, &h).is_err(), "two Hosts");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static(" Chunked "),
+        );
+        assert!(check_framing(Version::HTTP_2, &h).is_ok());
+        for bad in ["gzip, chunked", "gzip", "chunked, chunked", "identity"] {
+            h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static(bad));
+            assert!(check_framing(Version::HTTP_2, &h).is_err(), "{bad}");
+        }
     }
 
     #[test]

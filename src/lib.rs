@@ -5,46 +5,58 @@
 //! the process.
 //!
 //! # Map
-//! - [`app`]: the binary's body: commands (`serve`, `token`, `check`, `client`, `tls init`,
-//!   `completions`), logging set-up, exit codes.
-//! - [`cli`]: clap definitions; settings flags stay raw text for [`config`].
-//! - [`config`]: settings layered flag > environment > file > default, validated in one pass.
-//! - [`credentials`]: Voximplant `credentials.json`, the parsed key behind a redacting `Debug`.
-//! - [`token`]: `mint` (one RS256 JWT) and `cache` (per account, refreshed in the background,
-//!   single flight).
-//! - [`server`]: listeners (TCP, Unix, systemd), inbound TLS, HTTP/1.1 + HTTP/2, graceful shutdown.
-//! - [`proxy`]: one request end to end (below).
-//! - [`headers`]: hop-by-hop and credential stripping, request ids, query-string scrubbing.
-//! - [`upstream`]: the pooled rustls client and the classification of its failures.
-//! - [`error`]: voxproxy's own error kinds and the one function that turns them into responses.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the registry and its families.
-//! - [`gateway`]: gateway clients: the clients file, authentication, policy, API-method detection.
-//! - [`reload`]: SIGHUP and file watching for credentials, clients and TLS files.
-//! - [`tls`]: inbound TLS configuration and `tls init`.
+//! Modules in layers; each imports only from the layers above it in this list (a test,
+//! `tests/it/layers.rs`, keeps it so).
+//!
+//! 1. Ground floor, importing nothing of voxproxy's: [`body`] (the body type), [`files`]
+//!    (bounded reads of configuration files), [`headers`] (hop-by-hop and credential stripping,
+//!    framing checks, request ids, query scrubbing).
+//! 2. [`error`]: voxproxy's own error kinds, the one function that turns them into responses, and
+//!    the commands' exit-code type.
+//! 3. [`account`]: which account a request acts for, all of the rule, and the `AccountId` type.
+//! 4. [`config`]: settings layered flag > environment > file > default, each declared once.
+//! 5. [`credentials`] (Voximplant `credentials.json`, the keys in force) and [`token`] (`mint`
+//!    one RS256 JWT; `cache` one per account, refreshed in the background, single flight).
+//! 6. [`target`]: which targets are forwarded, the API path and method, the upstream URI.
+//! 7. [`metrics`]: the registry and its families.
+//! 8. [`gateway`]: gateway clients: the clients file, authentication, policy, API-method
+//!    detection.
+//! 9. [`upstream`] (the pooled rustls client and the classification of its failures), [`tls`]
+//!    (inbound TLS), [`admin`] (`/healthz`, `/readyz`, `/metrics`).
+//! 10. [`proxy`]: one request as a pipeline of the contract's checks, the forward, the access log.
+//! 11. [`systemd`], [`reload`] (SIGHUP and file watching), [`server`] (listeners, connections,
+//!     graceful shutdown).
+//! 12. The commands: [`cli`] (the command line), [`logging`], [`cmd`] (`serve`, `token`, `check`,
+//!     `client`, `tls init`, `completions`).
 //!
 //! # A request's path
-//! `server` accepts a connection and hands each request to [`proxy::Proxy::handle`], which:
-//! 1. assigns the request id (`headers::request_id`) and answers admin paths (`admin`);
-//! 2. checks the target form (CONNECT 405, foreign absolute-form 403, outside `/platform_api` 404);
-//! 3. in gateway mode authenticates the client and applies its policy (`gateway`);
-//! 4. picks the account (path prefix, header, the client's JWT `iss`, default) and checks it;
-//! 5. takes the account's token from the cache (no signature in the steady state);
-//! 6. rewrites the request (`headers`), streams it through `upstream` with the body limit, and
-//!    streams the answer back; any failure becomes an `error::ProxyError` response.
+//! `server` accepts a connection and hands each request to [`proxy::Proxy::handle`], whose stages
+//! are the contract's "Checks run in this order": admin paths (`admin`); the target
+//! (`target::check`: 405, 403, 404, 400); client authentication (`gateway::Gateway::admit`, 401);
+//! the account (`account::Rules::choose`, 400, 403); the client's policy
+//! (`gateway::policy::authorize`, 403) and rate (429); the token (`token::TokenCache::get`, no
+//! signature in the steady state); then `proxy::forward` rewrites the request and streams it
+//! upstream through the body limit (413, 502, 504). A refusal is a [`error::ProxyError`], drained
+//! and answered in one place; every request ends in exactly one access line.
 
+pub mod account;
 pub mod admin;
-pub mod app;
-pub mod check;
+pub mod body;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod files;
 pub mod gateway;
 pub mod headers;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod server;
+pub mod systemd;
+pub mod target;
 pub mod tls;
 pub mod token;
 pub mod upstream;

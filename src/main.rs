@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    voxproxy::app::main()
+    voxproxy::cmd::main()
 }

@@ -3,7 +3,6 @@
 //! distinct-name cap become `other`, accounts beyond the cap become `other`.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
@@ -14,7 +13,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::account::AccountId;
+use crate::credentials::Credentials;
 use crate::error::ErrorKind;
+use crate::target::is_method_name;
 use crate::token::CacheObserver;
 
 /// Most distinct account label values; later accounts are counted as `other`.
@@ -151,7 +153,7 @@ pub struct Metrics {
 /// Label values handed out so far, bounded per kind; later values fold into `other`.
 #[derive(Default)]
 struct LabelCache {
-    accounts: HashMap<u64, LabelValue>,
+    accounts: HashMap<AccountId, LabelValue>,
     methods: HashMap<Box<str>, LabelValue>,
     clients: HashMap<Box<str>, LabelValue>,
 }
@@ -302,7 +304,7 @@ impl Metrics {
     }
 
     /// A bounded account label (`none` when no account was chosen).
-    pub fn account_label(&self, account: Option<u64>) -> LabelValue {
+    pub fn account_label(&self, account: Option<AccountId>) -> LabelValue {
         let Some(account) = account else {
             return fixed("none");
         };
@@ -355,6 +357,25 @@ impl Metrics {
         }
     }
 
+    /// Record the loaded keys in `voxproxy_credentials_info`, and start each account's token
+    /// counters at zero so dashboards and alerts see the series before the first event.
+    pub fn record_credentials(&self, creds: &[Credentials]) {
+        self.credentials_info.clear();
+        for c in creds {
+            let account = self.account_label(Some(c.account_id));
+            let _ = self
+                .tokens_minted
+                .get_or_create(&Label("account", account.clone()));
+            let _ = self.mint_failures.get_or_create(&Label("account", account));
+            self.credentials_info
+                .get_or_create(&CredentialsLabels {
+                    account: c.account_id.to_string(),
+                    key_id: c.key_id.to_string(),
+                })
+                .set(1);
+        }
+    }
+
     /// Count one of voxproxy's own errors.
     pub fn error(&self, kind: ErrorKind, client: Option<LabelValue>) {
         self.errors
@@ -379,17 +400,8 @@ fn bounded(cache: &mut HashMap<Box<str>, LabelValue>, value: &str, cap: usize) -
     v
 }
 
-/// Whether `s` looks like a Voximplant API method name.
-pub fn is_method_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphabetic()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-}
-
 impl CacheObserver for Metrics {
-    fn minted(&self, account: u64, exp: i64) {
+    fn minted(&self, account: AccountId, exp: i64) {
         let label = self.account_label(Some(account));
         self.tokens_minted
             .get_or_create(&Label("account", label.clone()))
@@ -401,21 +413,18 @@ impl CacheObserver for Metrics {
         }
     }
 
-    fn mint_failed(&self, account: u64) {
+    fn mint_failed(&self, account: AccountId) {
         let label = self.account_label(Some(account));
         self.mint_failures
             .get_or_create(&Label("account", label))
             .inc();
     }
 
-    fn evicted(&self, account: u64) {
+    fn evicted(&self, account: AccountId) {
         self.token_expiry
             .remove(&Label("account", account.to_string().into()));
     }
 }
-
-/// A counter of bytes, shared between a body wrapper and the access log.
-pub type ByteCounter = std::sync::Arc<AtomicU64>;
 
 /// The standard `process_` series (Linux `/proc/self`).
 mod process {

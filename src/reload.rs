@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::SettingsArgs;
-use crate::config::{ProcessEnv, Settings};
-use crate::credentials::Credentials;
-use crate::metrics::{CredentialsLabels, Label, Metrics};
-use crate::proxy::{CredentialSet, Proxy};
+use crate::config::{Env, Settings};
+use crate::credentials;
+use crate::metrics::Label;
+use crate::proxy::Proxy;
+use crate::systemd::{self, NotifyState};
 use crate::tls::Inbound;
 
 /// How long file events are collected before acting on them (an editor or `kubectl` writes in
@@ -28,37 +29,6 @@ use crate::tls::Inbound;
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often file contents are compared even without an event.
 const POLL: Duration = Duration::from_secs(2);
-
-/// Record the loaded keys in `voxproxy_credentials_info`, and start each account's token
-/// counters at zero so dashboards and alerts see the series before the first event.
-pub fn record_credentials(metrics: &Metrics, creds: &[Credentials]) {
-    metrics.credentials_info.clear();
-    for c in creds {
-        let account = metrics.account_label(Some(c.account_id));
-        let _ = metrics
-            .tokens_minted
-            .get_or_create(&Label("account", account.clone()));
-        let _ = metrics
-            .mint_failures
-            .get_or_create(&Label("account", account));
-        metrics
-            .credentials_info
-            .get_or_create(&CredentialsLabels {
-                account: c.account_id.to_string(),
-                key_id: c.key_id.to_string(),
-            })
-            .set(1);
-    }
-}
-
-/// Tell systemd, when running under it (`NOTIFY_SOCKET`); a no-op otherwise.
-pub fn notify_systemd(state: &[sd_notify::NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some()
-        && let Err(e) = sd_notify::notify(false, state)
-    {
-        tracing::warn!(error = %e, "cannot notify systemd");
-    }
-}
 
 /// What a watched file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,11 +39,25 @@ enum Kind {
     Tls,
 }
 
+impl Kind {
+    /// The file's role, for the reload log line.
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::Credentials => "credentials",
+            Kind::Clients => "clients",
+            Kind::Tls => "tls",
+        }
+    }
+}
+
 /// The reloader's state.
 struct Reloader {
     proxy: Arc<Proxy>,
     settings: Settings,
     flags: SettingsArgs,
+    /// Where environment variables come from (the process's, in production).
+    env: Arc<dyn Env + Send + Sync>,
     tls: Option<Arc<Inbound>>,
     /// Each watched file and the digest of its content when last loaded (`None`: unreadable).
     files: Vec<(Kind, PathBuf, Option<[u8; 32]>)>,
@@ -147,8 +131,9 @@ impl Reloader {
         if kinds.is_empty() {
             return;
         }
-        notify_systemd(&[sd_notify::NotifyState::Reloading]);
-        tracing::info!(reason, what = ?kinds, "reloading");
+        systemd::notify(&[NotifyState::Reloading]);
+        let what: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        tracing::info!(reason, what = %what.join(", "), "reloading");
         let mut kinds = kinds;
         if kinds.contains(&Kind::Config) {
             self.reload_config();
@@ -179,11 +164,11 @@ impl Reloader {
             }
         }
         self.snapshot();
-        notify_systemd(&[sd_notify::NotifyState::Ready]);
+        systemd::notify(&[NotifyState::Ready]);
     }
 
     fn reload_config(&mut self) {
-        let new = match Settings::resolve(&self.flags, &ProcessEnv) {
+        let new = match Settings::resolve(&self.flags, &*self.env) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "config not reloaded; the previous settings stay in force");
@@ -246,34 +231,29 @@ impl Reloader {
 
     fn reload_credentials(&mut self) {
         let metrics = &self.proxy.metrics;
-        match crate::app::load_credentials(&self.settings) {
-            Ok(creds) => {
-                let old: Vec<([u8; 32], u64)> = self
-                    .proxy
-                    .credentials
-                    .load()
-                    .list
-                    .iter()
-                    .map(|c| (c.key.fingerprint(), c.account_id))
-                    .collect();
-                let new: Vec<([u8; 32], u64)> = creds
-                    .iter()
-                    .map(|c| (c.key.fingerprint(), c.account_id))
-                    .collect();
-                if old != new {
-                    self.proxy.tokens.set_keys(crate::app::signers(&creds));
-                    let ids: Vec<String> = creds
+        let origin = self.settings.origin("credentials");
+        match credentials::load_all(&self.settings.credentials, &origin) {
+            Ok(set) => {
+                let keys = |list: &[credentials::Credentials]| -> Vec<([u8; 32], _)> {
+                    list.iter()
+                        .map(|c| (c.key.fingerprint(), c.account_id))
+                        .collect()
+                };
+                if keys(self.proxy.credentials.load().list()) != keys(set.list()) {
+                    self.proxy
+                        .tokens
+                        .set_keys(crate::token::signers(set.list()));
+                    let ids: Vec<String> = set
+                        .list()
                         .iter()
                         .map(|c| format!("{}:{}", c.account_id, c.key_id))
                         .collect();
-                    tracing::info!(keys = ?ids, "credentials reloaded; new tokens are minted with the new keys");
+                    tracing::info!(keys = %ids.join(", "), "credentials reloaded; new tokens are minted with the new keys");
                 } else {
                     tracing::info!("credentials reloaded; keys unchanged");
                 }
-                record_credentials(metrics, &creds);
-                self.proxy
-                    .credentials
-                    .store(Arc::new(CredentialSet { list: creds }));
+                metrics.record_credentials(set.list());
+                self.proxy.credentials.store(Arc::new(set));
                 metrics
                     .reloads
                     .get_or_create(&Label("result", "success".into()))
@@ -335,6 +315,7 @@ pub async fn run(
     proxy: Arc<Proxy>,
     settings: Settings,
     flags: SettingsArgs,
+    env: Arc<dyn Env + Send + Sync>,
     tls: Option<Arc<Inbound>>,
     hup: Option<tokio::signal::unix::Signal>,
     stop: impl Future<Output = ()>,
@@ -344,6 +325,7 @@ pub async fn run(
         proxy,
         settings,
         flags,
+        env,
         tls,
         files: Vec::new(),
     };

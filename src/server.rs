@@ -14,12 +14,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::ListenAddr;
-use crate::proxy::{ConnInfo, Proxy};
-use crate::tls::Inbound;
+use crate::proxy::{ConnInfo, Peer, Proxy};
+use crate::tls::{Inbound, Io};
 
 /// Time a client gets to send a complete request head (slow-loris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,7 +142,7 @@ pub fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
 pub struct Endpoint {
     /// The socket.
     pub listener: Listener,
-    /// What connections from it serve.
+    /// What connections from it serve (`peer` is filled in per connection).
     pub info: ConnInfo,
     /// Inbound TLS, when this is a TLS listener.
     pub tls: Option<Arc<Inbound>>,
@@ -187,12 +186,12 @@ pub async fn run(
         let tls = ep.tls;
         accept_loops.spawn(async move {
             loop {
-                let accepted: io::Result<Box<dyn Io>> = tokio::select! {
+                let accepted: io::Result<(Box<dyn Io>, Peer)> = tokio::select! {
                     _ = stop.changed() => break,
                     r = accept(&ep.listener) => r,
                 };
-                let io = match accepted {
-                    Ok(io) => io,
+                let (io, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // EMFILE and friends: back off a little instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -206,22 +205,12 @@ pub async fn run(
                 let tls = tls.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let (io, info): (Box<dyn Io>, Arc<ConnInfo>) = match tls {
-                        None => (io, info),
+                    let (io, peer_cert): (Box<dyn Io>, _) = match tls {
+                        None => (io, None),
                         Some(tls) => {
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await
                             {
-                                Ok(Ok((stream, peer))) => {
-                                    let info = if peer.is_some() {
-                                        Arc::new(ConnInfo {
-                                            peer_cert: peer,
-                                            ..(*info).clone()
-                                        })
-                                    } else {
-                                        info
-                                    };
-                                    (Box::new(stream), info)
-                                }
+                                Ok(Ok((stream, cert))) => (Box::new(stream), cert),
                                 Ok(Err(e)) => {
                                     tracing::debug!(error = %e, "TLS handshake failed");
                                     return;
@@ -230,6 +219,11 @@ pub async fn run(
                             }
                         }
                     };
+                    let info = Arc::new(ConnInfo {
+                        peer,
+                        peer_cert,
+                        ..(*info).clone()
+                    });
                     let service = service_fn(move |req| proxy.clone().handle(req, info.clone()));
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -257,20 +251,16 @@ pub async fn run(
     }
 }
 
-/// A connection's byte stream (TCP, Unix or TLS).
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
-
-async fn accept(listener: &Listener) -> io::Result<Box<dyn Io>> {
+async fn accept(listener: &Listener) -> io::Result<(Box<dyn Io>, Peer)> {
     match listener {
         Listener::Tcp(l) => {
-            let (stream, _) = l.accept().await?;
+            let (stream, addr) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok(Box::new(stream))
+            Ok((Box::new(stream), Peer::Tcp(addr)))
         }
         Listener::Unix(l, _) => {
             let (stream, _) = l.accept().await?;
-            Ok(Box::new(stream))
+            Ok((Box::new(stream), Peer::Unix))
         }
     }
 }

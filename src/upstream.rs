@@ -16,9 +16,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use crate::body::{Body, BoxError};
 use crate::config::Settings;
 use crate::error::{ErrorKind, ProxyError};
-use crate::proxy::Body;
 
 /// The pooled client type.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
@@ -161,27 +161,88 @@ fn is_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Turn a client failure into voxproxy's error kind. TLS failures are told apart from connect
-/// failures by finding a `rustls::Error` in the chain.
-pub fn classify(err: hyper_util::client::legacy::Error) -> ProxyError {
+/// A request body over `max_body_bytes` (the body layer's typed 413).
+#[derive(Debug, thiserror::Error)]
+#[error("request body over max_body_bytes")]
+pub struct BodyTooLarge;
+
+/// A failure of the client's own request body (broken framing, or the client went away while
+/// uploading): never the upstream's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body broke off")]
+pub struct ClientBodyError(#[source] pub BoxError);
+
+/// What went wrong sending a request upstream.
+#[derive(Debug)]
+pub enum Failure {
+    /// One of voxproxy's own errors.
+    Error(ProxyError),
+    /// The body went over `max_body_bytes` while streaming.
+    TooLarge(BoxError),
+    /// The client went away while uploading: nobody is left to answer.
+    ClientGone,
+}
+
+/// Whether an error of the client's body stream is broken framing (hyper reports a bad chunk as
+/// `InvalidData` or `InvalidInput`), rather than the client going away (`UnexpectedEof`, a
+/// reset).
+fn is_broken_framing(e: &ClientBodyError) -> bool {
+    chain(&*e.0).any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            )
+        }) || c
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+    })
+}
+
+/// Turn a client failure into what happened. The request body's own failures come first (they
+/// are the client's, not the upstream's); TLS failures are told apart from connect failures by
+/// finding a `rustls::Error` in the chain.
+pub fn classify(err: hyper_util::client::legacy::Error) -> Failure {
+    if chain(&err).any(|e| e.is::<BodyTooLarge>()) {
+        return Failure::TooLarge(Box::new(err));
+    }
+    let client_body = chain(&err).find_map(|e| e.downcast_ref::<ClientBodyError>());
+    if let Some(framing) = client_body.map(is_broken_framing) {
+        if !framing {
+            return Failure::ClientGone;
+        }
+        return Failure::Error(
+            ProxyError::new(
+                ErrorKind::BadRequest,
+                "the request body's framing is broken (chunked encoding); the request was not completed upstream",
+            )
+            .with_source(err),
+        );
+    }
     let is_tls = chain(&err).any(is_rustls_error);
     if is_tls {
-        return ProxyError::new(
-            ErrorKind::UpstreamTls,
-            "TLS handshake with the upstream failed (certificate or protocol); check upstream and upstream_ca",
-        )
-        .with_source(err);
+        return Failure::Error(
+            ProxyError::new(
+                ErrorKind::UpstreamTls,
+                "TLS handshake with the upstream failed (certificate or protocol); check upstream and upstream_ca",
+            )
+            .with_source(err),
+        );
     }
     if err.is_connect() {
-        return ProxyError::new(
-            ErrorKind::UpstreamConnect,
-            "cannot connect to the upstream; check the upstream setting and the network",
-        )
-        .with_source(err);
+        return Failure::Error(
+            ProxyError::new(
+                ErrorKind::UpstreamConnect,
+                "cannot connect to the upstream; check the upstream setting and the network",
+            )
+            .with_source(err),
+        );
     }
-    ProxyError::new(
-        ErrorKind::UpstreamReset,
-        "the upstream closed the connection before a complete response; the request was not retried",
+    Failure::Error(
+        ProxyError::new(
+            ErrorKind::UpstreamReset,
+            "the upstream closed the connection before a complete response; the request was not retried",
+        )
+        .with_source(err),
     )
-    .with_source(err)
 }

@@ -12,6 +12,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls_pki_types::pem::PemObject as _;
 
 use super::*;
+
+fn acct(n: u64) -> AccountId {
+    AccountId::new(n).unwrap()
+}
 use crate::token::{Claims, Clock as _, Signer, SystemClock, mint};
 
 /// A throwaway 1024-bit RSA key, generated once with `openssl genpkey -algorithm RSA -pkeyopt
@@ -57,14 +61,7 @@ fn other_rsa_pkcs8() -> &'static [u8] {
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    pem_encode(label, der)
 }
 
 /// One DER element: `(tag, contents, rest)`, for the short and long length forms.
@@ -218,32 +215,84 @@ fn bad_account_ids_are_refused() {
 }
 
 #[test]
-fn missing_file_is_not_found() {
+fn missing_file_is_not_found_and_says_where_it_looked_and_where_files_come_from() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("credentials.json");
     let err = Credentials::load(&path).expect_err("no such file");
     assert!(matches!(err, CredentialsError::NotFound { .. }), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        format!("credentials file {}: not found", path.display())
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("credentials file {}: not found", path.display())),
+        "{text}"
+    );
+    for hint in [
+        "--credentials",
+        "VOXIMPLANT_CREDENTIALS",
+        "Service accounts",
+    ] {
+        assert!(text.contains(hint), "{hint}: {text}");
+    }
+    // A relative path is shown joined to the working directory voxproxy looked in.
+    let err = Credentials::load(Path::new("no-such-credentials.json")).expect_err("missing");
+    let cwd = std::env::current_dir().unwrap();
+    assert!(
+        err.to_string()
+            .contains(&cwd.join("no-such-credentials.json").display().to_string()),
+        "{err}"
     );
 }
 
 #[test]
-fn unreadable_file_is_reported_with_its_cause() {
-    // Tests run as root, so chmod 000 would not stop reading; a directory cannot be read as a file.
+fn what_is_not_a_small_regular_file_is_refused_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let err = Credentials::load(dir.path()).expect_err("a directory");
-    assert!(
-        matches!(err, CredentialsError::Unreadable { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, CredentialsError::NotAFile { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        format!("credentials file {}: cannot read", dir.path().display())
+        format!(
+            "credentials file {}: is a directory, not a regular file",
+            dir.path().display()
+        )
     );
-    let source = std::error::Error::source(&err).expect("the io error is the source");
-    assert!(source.downcast_ref::<std::io::Error>().is_some());
+    // `/dev/zero` would never end: refused before a byte is read.
+    let err = Credentials::load(Path::new("/dev/zero")).expect_err("a device");
+    assert_eq!(
+        err.to_string(),
+        "credentials file /dev/zero: is a device, not a regular file"
+    );
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; (1 << 20) + 1]).unwrap();
+    let err = Credentials::load(&big).expect_err("over 1 MiB");
+    assert!(
+        err.to_string().ends_with("is larger than 1024 KiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_whole_create_key_answer_is_read_as_its_result() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let inner = serde_json::json!({
+        "account_id": 4242,
+        "key_id": "kid-1",
+        "private_key": pkcs8_pem(),
+        "account_email": "a@example.com",
+    });
+    for (name, doc) in [
+        ("object.json", serde_json::json!({ "result": inner })),
+        ("list.json", serde_json::json!({ "result": [inner] })),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let (creds, _) = Credentials::load(&path).expect(name);
+        assert_eq!(creds.account_id, 4242, "{name}");
+        assert_eq!(&*creds.key_id, "kid-1", "{name}");
+    }
+    // Two keys in one answer: which one is meant is not ours to guess.
+    let path = dir.path().join("two.json");
+    let two = serde_json::json!({ "result": [inner, inner] });
+    std::fs::write(&path, two.to_string()).unwrap();
+    assert!(Credentials::load(&path).is_err());
 }
 
 #[test]
@@ -378,7 +427,11 @@ fn ec_keys_are_not_rsa() {
     let pkcs8 = pem("PRIVATE KEY", doc.as_ref());
     let err = parse(&json_with_key(serde_json::json!(1), KEY_ID, &pkcs8)).expect_err("EC PKCS#8");
     assert!(matches!(err, CredentialsError::NotRsa { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(prefix), "{err}");
+    // Words, not a Rust enum name such as `WrongAlgorithm`.
+    assert_eq!(
+        err.to_string(),
+        format!("{prefix}it is another kind of key (Voximplant keys are RSA))")
+    );
     assert_no_key_material(&err.to_string(), &pkcs8);
     assert_no_key_material(&format!("{err:?}"), &pkcs8);
 
@@ -531,16 +584,16 @@ fn signatures_verify_with_the_public_key() {
 
 #[test]
 fn claims_are_backdated_and_expire_after_the_ttl() {
-    let c = Claims::new(4242, 1_700_000_000, 3600);
+    let c = Claims::new(acct(4242), 1_700_000_000, 3600);
     assert_eq!(
         c,
         Claims {
             iat: 1_699_999_995,
-            iss: 4242,
+            iss: acct(4242),
             exp: 1_700_003_595,
         }
     );
-    let c = Claims::new(1, 1_700_000_000, 60);
+    let c = Claims::new(acct(1), 1_700_000_000, 60);
     assert_eq!((c.iat, c.exp), (1_699_999_995, 1_700_000_055));
 }
 
@@ -616,7 +669,7 @@ fn minted_token_verifies_with_the_public_key_and_carries_exact_claims() {
 #[test]
 fn token_minted_with_a_fixed_clock_in_the_past_verifies_without_exp_check() {
     let creds = good_creds();
-    let claims = Claims::new(99, 1_600_000_000, 600);
+    let claims = Claims::new(acct(99), 1_600_000_000, 600);
     let jwt = mint(&creds, &claims).expect("mint");
     let key = DecodingKey::from_rsa_der(creds.key.public_der());
 
@@ -644,7 +697,7 @@ fn token_does_not_verify_with_another_key_or_when_tampered() {
         &pem("PRIVATE KEY", other_rsa_pkcs8()),
     ))
     .expect("valid");
-    let jwt = mint(&creds, &Claims::new(4242, SystemClock.now(), 600)).expect("mint");
+    let jwt = mint(&creds, &Claims::new(acct(4242), SystemClock.now(), 600)).expect("mint");
 
     let wrong = DecodingKey::from_rsa_der(other.key.public_der());
     assert!(jsonwebtoken::decode::<serde_json::Value>(&jwt, &wrong, &validation(true)).is_err());
@@ -663,7 +716,7 @@ fn token_does_not_verify_with_another_key_or_when_tampered() {
 fn key_id_is_json_escaped_in_the_header() {
     let odd_kid = r#"kid "with" quotes \ and / slash"#;
     let creds = parse(&json_with_key(serde_json::json!(5), odd_kid, &pkcs8_pem())).expect("valid");
-    let jwt = mint(&creds, &Claims::new(5, SystemClock.now(), 120)).expect("mint");
+    let jwt = mint(&creds, &Claims::new(acct(5), SystemClock.now(), 120)).expect("mint");
     let header = jsonwebtoken::decode_header(&jwt).expect("header parses");
     assert_eq!(header.kid.as_deref(), Some(odd_kid));
     let (header, _, _, _) = split_jwt(&jwt);
@@ -675,7 +728,7 @@ fn credentials_are_a_signer() {
     let creds = good_creds();
     assert_eq!(Signer::key_id(&creds), KEY_ID);
     assert_eq!(Signer::fingerprint(&creds), creds.key.fingerprint());
-    let claims = Claims::new(4242, SystemClock.now(), 300);
+    let claims = Claims::new(acct(4242), SystemClock.now(), 300);
     let via_trait = Signer::mint(&creds, &claims).expect("mint via the trait");
     // RSASSA-PKCS1-v1_5 is deterministic: the trait mints exactly what `mint` does.
     assert_eq!(via_trait, mint(&creds, &claims).expect("mint"));

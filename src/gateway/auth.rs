@@ -30,8 +30,9 @@ use jsonwebtoken::{Algorithm, Validation};
 use rustls_pki_types::CertificateDer;
 use subtle::ConstantTimeEq as _;
 
+use super::Identity;
 use super::clients::{Client, ClientSet};
-use super::{Identity, iss_account};
+use crate::account::{AccountId, JwtIss};
 use crate::error::{ErrorKind, ProxyError};
 use crate::metrics::{Metrics, ReasonLabels};
 
@@ -96,7 +97,7 @@ fn authenticate_at(
         // The contract: the static key decides and the JWT is ignored, account included.
         return Ok(Identity {
             client,
-            jwt_account: None,
+            jwt: JwtIss::Ignored,
         });
     }
     if let Some(cert) = peer_cert
@@ -104,7 +105,7 @@ fn authenticate_at(
     {
         return Ok(Identity {
             client,
-            jwt_account: unverified_iss(headers),
+            jwt: JwtIss::Unverified,
         });
     }
     if let Some(value) = headers.get(header::AUTHORIZATION) {
@@ -114,10 +115,10 @@ fn authenticate_at(
                 "Authorization is not `Bearer <JWT>`: sign an RS256 JWT with the key from the client's app.json, or use its static key in Proxy-Authorization",
             )
         })?;
-        let (client, jwt_account) = verify_app_jwt(set, token, now)?;
+        let (client, iss) = verify_app_jwt(set, token, now)?;
         return Ok(Identity {
             client,
-            jwt_account,
+            jwt: JwtIss::Verified(iss),
         });
     }
     if peer_cert.is_some() {
@@ -198,12 +199,6 @@ fn certificate_client(set: &ClientSet, cert: &CertificateDer<'static>) -> Option
         .map(|(_, client)| client.clone())
 }
 
-/// The `iss` of an `Authorization: Bearer` JWT, read without verification; `None` when there is
-/// no readable JWT or no valid account id in it (the same reading as outside gateway mode).
-fn unverified_iss(headers: &HeaderMap) -> Option<u64> {
-    crate::proxy::bearer_iss(headers).ok().flatten()
-}
-
 /// A JWT NumericDate as whole seconds.
 fn numeric_date(v: Option<&serde_json::Value>) -> Option<i64> {
     let v = v?;
@@ -219,7 +214,7 @@ fn verify_app_jwt(
     set: &ClientSet,
     token: &str,
     now: i64,
-) -> Result<(Arc<Client>, Option<u64>), Refusal> {
+) -> Result<(Arc<Client>, Option<AccountId>), Refusal> {
     if token.len() > MAX_CREDENTIAL_LEN {
         return Err(refusal("bad_jwt", "the app JWT is too long"));
     }
@@ -317,7 +312,7 @@ fn verify_app_jwt(
             ),
         ));
     }
-    let account = iss_account(claims.get("iss")).map_err(|_| {
+    let account = AccountId::from_json(claims.get("iss")).map_err(|_| {
         with_client(
             "bad_iss",
             "the app JWT's iss is not an account id (a positive number or a string of digits)"
@@ -332,7 +327,7 @@ fn verify_app_jwt(
 /// A verified token, remembered until `exp`.
 struct Cached {
     client: Arc<Client>,
-    account: Option<u64>,
+    account: Option<AccountId>,
     exp: i64,
 }
 
@@ -351,7 +346,7 @@ impl JwtCache {
         out
     }
 
-    fn get(&self, key: &[u8; 32], now: i64) -> Option<(Arc<Client>, Option<u64>)> {
+    fn get(&self, key: &[u8; 32], now: i64) -> Option<(Arc<Client>, Option<AccountId>)> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(key) {
             Some(c) if c.exp > now => Some((c.client.clone(), c.account)),
@@ -363,7 +358,14 @@ impl JwtCache {
         }
     }
 
-    fn put(&self, key: [u8; 32], client: Arc<Client>, account: Option<u64>, exp: i64, now: i64) {
+    fn put(
+        &self,
+        key: [u8; 32],
+        client: Arc<Client>,
+        account: Option<AccountId>,
+        exp: i64,
+        now: i64,
+    ) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= CACHE_CAP {
             map.retain(|_, c| c.exp > now);

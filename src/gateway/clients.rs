@@ -12,6 +12,7 @@ use rustls_pki_types::{DnsName, ServerName, SubjectPublicKeyInfoDer};
 
 use super::auth::JwtCache;
 use super::policy::{Glob, Limiter, Rate};
+use crate::account::AccountId;
 
 /// Smallest RSA key accepted for an app's JWTs, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -125,7 +126,7 @@ pub struct Client {
     pub name: Arc<str>,
     /// Accounts it may act for, in the order written; empty means the first credentials file's account
     /// (resolved per request, so a credentials reload moves it).
-    pub accounts: Vec<u64>,
+    pub accounts: Vec<AccountId>,
     /// Allowed API methods; empty means all.
     pub methods: Vec<Glob>,
     /// Refused API methods.
@@ -150,7 +151,7 @@ impl Client {
         if self.accounts.is_empty() {
             parts.push("accounts: the first credentials file's".to_owned());
         } else {
-            let ids: Vec<String> = self.accounts.iter().map(u64::to_string).collect();
+            let ids: Vec<String> = self.accounts.iter().map(AccountId::to_string).collect();
             parts.push(format!("accounts: {}", ids.join(", ")));
         }
         if self.methods.is_empty() {
@@ -434,8 +435,8 @@ fn parse_client(path: &Path, name: &str, fields: &toml::Table) -> Result<Client,
             let mut ids = Vec::with_capacity(items.len());
             for v in items {
                 let id = match v {
-                    toml::Value::Integer(i) => u64::try_from(*i).ok().filter(|i| *i > 0),
-                    toml::Value::String(s) => crate::config::parse_account_id(s),
+                    toml::Value::Integer(i) => u64::try_from(*i).ok().and_then(AccountId::new),
+                    toml::Value::String(s) => AccountId::parse(s),
                     _ => None,
                 };
                 ids.push(id.ok_or_else(|| {
@@ -543,27 +544,18 @@ pub fn parse_public_key(pem: &str) -> Result<jsonwebtoken::DecodingKey, String> 
 }
 
 /// 64 hex characters to 32 bytes.
-pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
+/// The 32 bytes of a SHA-256 written as 64 hexadecimal characters (either case).
+pub fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
 /// Lowercase hex of bytes.
-pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+/// SHA-256 of a static key, lowercase hex (what the clients file keeps).
+pub fn static_key_sha256(key: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    hex::encode(digest.as_ref())
 }
 
 /// A DNS name (no wildcard, no IP address) as the reference identity for a client certificate.
@@ -590,7 +582,7 @@ mod tests {
         use aws_lc_rs::signature::KeyPair as _;
         let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
         let der: PublicKeyX509Der = pair.public_key().as_der().unwrap();
-        crate::gateway::admin::pem("PUBLIC KEY", der.as_ref())
+        crate::credentials::pem_encode("PUBLIC KEY", der.as_ref())
     }
 
     fn parse(text: &str) -> Result<ClientSet, String> {
@@ -783,6 +775,9 @@ read_only = true
         assert_eq!(parse_sha256_hex(HASH).unwrap()[0], 0);
         assert!(parse_sha256_hex(&HASH.replace('0', "g")).is_none());
         assert!(parse_sha256_hex(&HASH[1..]).is_none());
-        assert_eq!(to_hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(
+            static_key_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -13,37 +13,12 @@ use http::header;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
+use crate::body::{Body, BoxError};
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::percent_decode;
-use crate::proxy::{Body, BoxError};
+use crate::target::cmds_from_form;
 
 /// How much of a body is searched for `cmd`.
 pub const BODY_WINDOW: usize = 64 * 1024;
-
-/// The first `cmd` parameter of a raw query string, decoded.
-pub fn cmd_from_query(query: &str) -> Option<String> {
-    cmds_from_form(query.as_bytes(), true).into_iter().next()
-}
-
-/// Every `cmd` parameter of urlencoded data, decoded (`+` is a space). With `complete` false the
-/// last pair may be cut short, so it is left out.
-fn cmds_from_form(data: &[u8], complete: bool) -> Vec<String> {
-    let mut pairs: Vec<&[u8]> = data.split(|b| *b == b'&').collect();
-    if !complete {
-        pairs.pop();
-    }
-    pairs
-        .into_iter()
-        .filter_map(|pair| {
-            let (name, value) = match pair.iter().position(|b| *b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &[][..]),
-            };
-            (name.len() < 64 && percent_decode(name, true) == b"cmd")
-                .then(|| String::from_utf8_lossy(&percent_decode(value, true)).into_owned())
-        })
-        .collect()
-}
 
 /// The outcome of method detection: the body to forward (what was read, then the rest) and the
 /// method, or a 403 when places disagree.
@@ -203,14 +178,6 @@ fn part_name(headers: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// The path after an `/accounts/<id>` prefix.
-fn api_path(path: &str) -> &str {
-    match path.strip_prefix("/accounts/") {
-        Some(tail) => tail.find('/').map_or(path, |i| &tail[i..]),
-        None => path,
-    }
-}
-
 /// Read up to [`BODY_WINDOW`] bytes: the frames read, the bytes seen (at most the window),
 /// whether the body ended, and the error that stopped it, if any.
 async fn read_window(body: &mut Body) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool, Option<BoxError>) {
@@ -239,12 +206,17 @@ async fn read_window(body: &mut Body) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool,
     (frames, seen, false, None)
 }
 
-/// Detect the API method of a request. The body comes back whole: read frames first, then the
+/// Detect the API method of a request whose path names `path_method` (see
+/// [`crate::target::ApiTarget::method`]). The body comes back whole: read frames first, then the
 /// rest of the stream.
-pub async fn detect(parts: &http::request::Parts, mut body: Body) -> Detected {
+pub async fn detect(
+    parts: &http::request::Parts,
+    path_method: Option<&str>,
+    mut body: Body,
+) -> Detected {
     let mut found: Vec<(&'static str, String)> = Vec::new();
-    if let Some(m) = crate::proxy::api_method_from_path(api_path(parts.uri.path())) {
-        found.push(("the path", m));
+    if let Some(m) = path_method {
+        found.push(("the path", m.to_owned()));
     }
     if let Some(q) = parts.uri.query() {
         found.extend(

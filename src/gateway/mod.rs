@@ -5,12 +5,10 @@
 //! - [`auth`]: the three ways a client authenticates (app JWT, static key, TLS certificate).
 //! - [`policy`]: accounts, method rules (`*` globs, `read_only`), the rate limiter.
 //! - [`method`]: finding a request's API method (path, query, urlencoded or multipart body).
-//! - [`admin`]: `voxproxy client add|list|remove`, editing the file around the operator's comments.
 //!
 //! [`Gateway`] holds the client set behind an `ArcSwap`: a request loads it once, a reload
 //! swaps it whole, and a broken file leaves the old set in force.
 
-pub mod admin;
 pub mod auth;
 pub mod clients;
 pub mod method;
@@ -21,10 +19,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use http::HeaderMap;
+use http::request::Parts;
 
 pub use clients::{Client, ClientAuth, ClientSet, ClientsError};
 
+use crate::account::{AccountId, JwtIss, Requester};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 
@@ -33,10 +32,20 @@ use crate::metrics::Metrics;
 pub struct Identity {
     /// The client.
     pub client: Arc<Client>,
-    /// The account the client's own JWT names in `iss`: verified when the JWT authenticated the
-    /// client, read as an account selector (like the account header) when a static key or a
-    /// certificate did.
-    pub jwt_account: Option<u64>,
+    /// How the `iss` of the client's own JWT counts toward the account: verified when the JWT
+    /// authenticated the client, read unverified when a certificate did, ignored when a static
+    /// key did.
+    pub jwt: JwtIss,
+}
+
+impl Identity {
+    /// What the account rule needs to know of this client.
+    pub fn requester(&self) -> Requester {
+        Requester {
+            jwt: self.jwt,
+            default: self.client.accounts.first().copied(),
+        }
+    }
 }
 
 /// The loaded clients file; reloadable in place.
@@ -44,7 +53,7 @@ pub struct Gateway {
     /// The clients file (reload reads it again; the watcher watches its directory).
     path: PathBuf,
     /// The first credentials file's account at load time, for summaries.
-    default_account: u64,
+    default_account: AccountId,
     /// The clients in force.
     set: ArcSwap<ClientSet>,
 }
@@ -60,7 +69,7 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Load and validate the clients file. Errors name the file, the client and the field.
-    pub fn load(path: &Path, default_account: u64) -> anyhow::Result<Gateway> {
+    pub fn load(path: &Path, default_account: AccountId) -> anyhow::Result<Gateway> {
         let set = ClientSet::load(path, None).context("clients")?;
         Ok(Gateway {
             path: path.to_owned(),
@@ -104,28 +113,12 @@ impl Gateway {
 
     /// Authenticate a request: 401 `client_unauthenticated` when no way succeeds; failures are
     /// counted in `voxproxy_client_auth_failures_total{reason}`.
-    pub fn authenticate(
+    pub fn admit(
         &self,
-        headers: &HeaderMap,
+        parts: &Parts,
         peer_cert: Option<&rustls_pki_types::CertificateDer<'static>>,
         metrics: &Metrics,
     ) -> Result<Identity, ProxyError> {
-        auth::authenticate(&self.set.load(), headers, peer_cert, metrics)
-    }
-}
-
-/// The account named by a JWT's `iss`: a number or a string of digits. `Ok(None)` when absent or
-/// of another type (ignored); `Err(raw)` when present but not a valid account id.
-pub fn iss_account(iss: Option<&serde_json::Value>) -> Result<Option<u64>, String> {
-    match iss {
-        Some(serde_json::Value::Number(n)) => match n.as_u64().filter(|v| *v > 0) {
-            Some(v) => Ok(Some(v)),
-            None => Err(n.to_string()),
-        },
-        Some(serde_json::Value::String(s)) => match crate::config::parse_account_id(s) {
-            Some(v) => Ok(Some(v)),
-            None => Err(s.clone()),
-        },
-        _ => Ok(None),
+        auth::authenticate(&self.set.load(), &parts.headers, peer_cert, metrics)
     }
 }

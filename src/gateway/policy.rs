@@ -1,5 +1,7 @@
 //! Per-client policy: the accounts a client may act for, its API-method rules (`*` globs compared
 //! ignoring letter case, `deny_methods`, `read_only`) and its rate limit (governor, burst = N).
+//! [`authorize`] is the pipeline's policy stage; refusals are 403 `client_forbidden`, counted in
+//! `voxproxy_client_policy_refusals_total{reason}`.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -8,10 +10,62 @@ use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::request::Parts;
 
-use super::Client;
+use super::{Client, Identity, method};
+use crate::account::AccountId;
+use crate::body::Body;
 use crate::error::{ErrorKind, ProxyError};
-use crate::metrics::is_method_name;
+use crate::metrics::Metrics;
+use crate::target::is_method_name;
+
+/// The policy stage: may this client act for `account` (`fallback` is the first credentials
+/// file's account, the only one a client without `accounts` may use), and call the request's API
+/// method? With method rules in force the method is looked for in the path (`path_method`), the
+/// query and the body (`body` is then replaced by one that replays what was read). Returns the
+/// method found, for the access log.
+pub async fn authorize(
+    id: &Identity,
+    account: AccountId,
+    fallback: AccountId,
+    path_method: Option<&str>,
+    parts: &Parts,
+    body: &mut Body,
+    metrics: &Metrics,
+) -> Result<Option<String>, ProxyError> {
+    let client = &id.client;
+    let refused = |reason: &'static str, e: ProxyError| {
+        metrics.policy_refusal(reason, &client.name);
+        e
+    };
+    client
+        .check_account(account, fallback)
+        .map_err(|e| refused("account", e))?;
+    if !client.has_method_rules() {
+        return Ok(None);
+    }
+    let detected = method::detect(
+        parts,
+        path_method,
+        std::mem::replace(body, crate::body::empty()),
+    )
+    .await;
+    *body = detected.body;
+    // Two places naming different methods is a method refusal too.
+    let found = detected.method.map_err(|e| refused("method", e))?;
+    client
+        .check_method(found.as_deref())
+        .map_err(|e| refused("method", e))?;
+    Ok(found)
+}
+
+/// The client-rate stage: 429 `client_rate_limited` with `Retry-After` when over the client's
+/// `rate`, counted in `voxproxy_client_rate_limited_total`.
+pub fn check_client_rate(id: &Identity, metrics: &Metrics) -> Result<(), ProxyError> {
+    id.client.check_rate().inspect_err(|_| {
+        metrics.policy_refusal("rate", &id.client.name);
+    })
+}
 
 /// Longest glob accepted (API method names are at most 64 characters).
 const MAX_GLOB_LEN: usize = 64;
@@ -187,21 +241,12 @@ fn forbidden(msg: String) -> ProxyError {
 }
 
 impl Client {
-    /// The account a request acts for when it names none: the first of `accounts`, else the
-    /// first credentials file's account.
-    pub fn default_account(&self, first_credentials_account: u64) -> u64 {
-        self.accounts
-            .first()
-            .copied()
-            .unwrap_or(first_credentials_account)
-    }
-
     /// 403 `client_forbidden` unless the client may act for `account`. A client without
     /// `accounts` may act for the first credentials file's account only.
     pub fn check_account(
         &self,
-        account: u64,
-        first_credentials_account: u64,
+        account: AccountId,
+        first_credentials_account: AccountId,
     ) -> Result<(), ProxyError> {
         let allowed = if self.accounts.is_empty() {
             account == first_credentials_account
@@ -358,7 +403,7 @@ mod tests {
     fn client(read_only: bool, methods: &[&str], deny: &[&str], rate: Option<&str>) -> Client {
         Client {
             name: "app".into(),
-            accounts: vec![5, 6],
+            accounts: vec![acct(5), acct(6)],
             methods: methods.iter().map(|m| Glob::parse(m).unwrap()).collect(),
             deny_methods: deny.iter().map(|m| Glob::parse(m).unwrap()).collect(),
             read_only,
@@ -400,19 +445,21 @@ mod tests {
         assert!(deny_only.check_method(None).is_err());
     }
 
+    fn acct(n: u64) -> AccountId {
+        AccountId::new(n).unwrap()
+    }
+
     #[test]
     fn accounts() {
         let c = client(false, &[], &[], None);
-        assert_eq!(c.default_account(1), 5);
-        assert!(c.check_account(6, 1).is_ok());
-        let e = c.check_account(1, 1).unwrap_err();
+        assert!(c.check_account(acct(6), acct(1)).is_ok());
+        let e = c.check_account(acct(1), acct(1)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::ClientForbidden);
         assert!(e.msg.contains("account 1"), "{}", e.msg);
         let mut d = client(false, &[], &[], None);
         d.accounts.clear();
-        assert_eq!(d.default_account(9), 9);
-        assert!(d.check_account(9, 9).is_ok());
-        assert!(d.check_account(5, 9).is_err());
+        assert!(d.check_account(acct(9), acct(9)).is_ok());
+        assert!(d.check_account(acct(5), acct(9)).is_err());
     }
 
     #[test]

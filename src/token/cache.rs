@@ -20,6 +20,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use http::HeaderValue;
 
 use super::{Claims, Clock, MintError, Signer};
+use crate::account::AccountId;
 
 /// Tokens with less than this many seconds left are not handed out: a request must not carry a
 /// token that expires while it is in flight.
@@ -43,11 +44,11 @@ pub struct CacheConfig {
 /// Hooks for metrics; every method has a no-op default.
 pub trait CacheObserver: Send + Sync + 'static {
     /// A token for `account` was minted, expiring at `exp`.
-    fn minted(&self, _account: u64, _exp: i64) {}
+    fn minted(&self, _account: AccountId, _exp: i64) {}
     /// Minting for `account` failed.
-    fn mint_failed(&self, _account: u64) {}
+    fn mint_failed(&self, _account: AccountId) {}
     /// `account`'s token was dropped from the cache.
-    fn evicted(&self, _account: u64) {}
+    fn evicted(&self, _account: AccountId) {}
 }
 
 struct NoObserver;
@@ -60,7 +61,7 @@ pub struct Token {
     /// Key id it was signed with.
     pub kid: Arc<str>,
     /// The account it acts for (`iss`).
-    pub account: u64,
+    pub account: AccountId,
     /// Issued at (unix seconds).
     pub iat: i64,
     /// Expiry (unix seconds).
@@ -95,7 +96,7 @@ impl fmt::Debug for Token {
 #[error("no valid token for account {account}")]
 pub struct TokenError {
     /// The account.
-    pub account: u64,
+    pub account: AccountId,
     /// Why the mint failed.
     #[source]
     pub source: MintError,
@@ -104,11 +105,11 @@ pub struct TokenError {
 /// The keys in force: which signer signs for which account.
 struct KeySet {
     /// `(account_id, signer)` in credentials order; the first signs for child accounts.
-    signers: Vec<(u64, Arc<dyn Signer>)>,
+    signers: Vec<(AccountId, Arc<dyn Signer>)>,
 }
 
 impl KeySet {
-    fn signer_for(&self, account: u64) -> &Arc<dyn Signer> {
+    fn signer_for(&self, account: AccountId) -> &Arc<dyn Signer> {
         self.signers
             .iter()
             .find(|(a, _)| *a == account)
@@ -117,13 +118,13 @@ impl KeySet {
             .expect("a key set is never empty")
     }
 
-    fn is_primary(&self, account: u64) -> bool {
+    fn is_primary(&self, account: AccountId) -> bool {
         self.signers.iter().any(|(a, _)| *a == account)
     }
 }
 
 struct Slot {
-    account: u64,
+    account: AccountId,
     token: ArcSwapOption<Token>,
     /// Single flight: one mint per account at a time.
     lock: tokio::sync::Mutex<()>,
@@ -142,7 +143,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     observer: Arc<dyn CacheObserver>,
     keys: ArcSwap<KeySet>,
-    slots: RwLock<HashMap<u64, Arc<Slot>>>,
+    slots: RwLock<HashMap<AccountId, Arc<Slot>>>,
     wake: tokio::sync::Notify,
 }
 
@@ -168,7 +169,7 @@ impl TokenCache {
     /// If `signers` is empty: configuration guarantees at least one credentials file.
     pub fn new(
         cfg: CacheConfig,
-        signers: Vec<(u64, Arc<dyn Signer>)>,
+        signers: Vec<(AccountId, Arc<dyn Signer>)>,
         clock: Arc<dyn Clock>,
         observer: Option<Arc<dyn CacheObserver>>,
     ) -> TokenCache {
@@ -191,7 +192,7 @@ impl TokenCache {
     }
 
     /// A token for `account`: from the cache when valid (the steady state), else minted now.
-    pub async fn get(&self, account: u64) -> Result<Arc<Token>, TokenError> {
+    pub async fn get(&self, account: AccountId) -> Result<Arc<Token>, TokenError> {
         let now = self.inner.clock.now();
         let slot = match self.lookup(account) {
             Some(slot) => slot,
@@ -211,7 +212,7 @@ impl TokenCache {
     }
 
     /// The cached token for `account` if one is valid now, without minting.
-    pub fn peek(&self, account: u64) -> Option<Arc<Token>> {
+    pub fn peek(&self, account: AccountId) -> Option<Arc<Token>> {
         let now = self.inner.clock.now();
         self.lookup(account)?
             .token
@@ -221,7 +222,7 @@ impl TokenCache {
 
     /// Mint tokens for every loaded credentials file's account now (start-up, readiness).
     pub async fn warm(&self) -> Vec<TokenError> {
-        let accounts: Vec<u64> = self
+        let accounts: Vec<AccountId> = self
             .inner
             .keys
             .load()
@@ -253,7 +254,7 @@ impl TokenCache {
     ///
     /// # Panics
     /// If `signers` is empty.
-    pub fn set_keys(&self, signers: Vec<(u64, Arc<dyn Signer>)>) {
+    pub fn set_keys(&self, signers: Vec<(AccountId, Arc<dyn Signer>)>) {
         assert!(
             !signers.is_empty(),
             "the token cache needs at least one key"
@@ -346,11 +347,11 @@ impl TokenCache {
         next
     }
 
-    fn lookup(&self, account: u64) -> Option<Arc<Slot>> {
+    fn lookup(&self, account: AccountId) -> Option<Arc<Slot>> {
         self.inner.slots.read().ok()?.get(&account).cloned()
     }
 
-    fn insert(&self, account: u64, now: i64) -> Arc<Slot> {
+    fn insert(&self, account: AccountId, now: i64) -> Arc<Slot> {
         let pinned = self.inner.keys.load().is_primary(account);
         let mut slots = match self.inner.slots.write() {
             Ok(s) => s,
@@ -389,7 +390,7 @@ impl TokenCache {
         slot
     }
 
-    fn remove(&self, account: u64, slot: &Arc<Slot>) {
+    fn remove(&self, account: AccountId, slot: &Arc<Slot>) {
         let mut slots = match self.inner.slots.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -469,7 +470,7 @@ impl TokenCache {
                     .store(now + backoff.min(MAX_BACKOFF_SECS), Ordering::Relaxed);
                 self.inner.observer.mint_failed(slot.account);
                 tracing::warn!(
-                    account = slot.account,
+                    account = slot.account.get(),
                     key_id = %source.key_id,
                     failures,
                     retry_in_secs = backoff.min(MAX_BACKOFF_SECS),

@@ -6,6 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
+use crate::account::AccountId;
 use crate::credentials::Credentials;
 
 /// Seconds `iat` is back-dated, as the official Python and Java clients do, so a server clock a
@@ -18,14 +19,14 @@ pub struct Claims {
     /// Issued at (unix seconds), back-dated by [`IAT_BACKDATE`].
     pub iat: i64,
     /// The account the token acts for, a JSON number.
-    pub iss: u64,
+    pub iss: AccountId,
     /// Expiry (unix seconds).
     pub exp: i64,
 }
 
 impl Claims {
     /// Claims for `account` at `now` with lifetime `ttl`.
-    pub fn new(account: u64, now: i64, ttl: u32) -> Claims {
+    pub fn new(account: AccountId, now: i64, ttl: u32) -> Claims {
         let iat = now - IAT_BACKDATE;
         Claims {
             iat,

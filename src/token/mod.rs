@@ -9,6 +9,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use cache::{CacheConfig, CacheObserver, Token, TokenCache, TokenError};
 pub use mint::{Claims, MintError, Signer, mint};
 
+use crate::account::AccountId;
+use crate::credentials::Credentials;
+
+/// The signers the token cache uses, from loaded credentials, in settings order.
+pub fn signers(creds: &[Credentials]) -> Vec<(AccountId, std::sync::Arc<dyn Signer>)> {
+    creds
+        .iter()
+        .map(|c| {
+            (
+                c.account_id,
+                std::sync::Arc::new(c.clone()) as std::sync::Arc<dyn Signer>,
+            )
+        })
+        .collect()
+}
+
 /// Wall-clock seconds since the Unix epoch, injectable so tests control time.
 pub trait Clock: Send + Sync + 'static {
     /// Now, in whole seconds since the epoch.

@@ -450,7 +450,7 @@ async fn every_bad_app_jwt_is_401() {
     }
     assert!(metrics.contains("voxproxy_client_auth_failures_total{reason=\"missing\"} 1"));
     assert!(
-        gw.access_log(401)["client"] == "-",
+        gw.access_log(401)["client"].is_null(),
         "no client on an unauthenticated request"
     );
 }

@@ -115,18 +115,35 @@ async fn request_ids_are_kept_generated_and_propagated() {
     let v: serde_json::Value = serde_json::from_str(&access).unwrap();
     assert_eq!(v["span"]["request_id"], "err-id-1");
     assert!(v["timestamp"].is_string() && v["level"] == "INFO");
+    assert_eq!(v["request_id"], "err-id-1");
+    // Every field of the contract is there; a refusal before any account was chosen has `null`
+    // for what it does not know, never 0 or "-".
     for field in [
+        "peer",
+        "protocol",
         "method",
         "path",
-        "api_method",
-        "account",
         "status",
+        "kind",
+        "error",
         "duration_ms",
         "bytes_in",
         "bytes_out",
+        "aborted",
     ] {
         assert!(!v[field].is_null(), "access log lacks {field}: {access}");
     }
+    for field in ["api_method", "account", "client", "upstream_ms"] {
+        let obj = v.as_object().unwrap();
+        assert!(
+            obj.contains_key(field),
+            "access log lacks {field}: {access}"
+        );
+        assert!(obj[field].is_null(), "{field} should be null: {access}");
+    }
+    assert_eq!(v["kind"], "not_found");
+    assert_eq!(v["aborted"], false);
+    assert_eq!(v["protocol"], "HTTP/1.1");
 }
 
 #[tokio::test]

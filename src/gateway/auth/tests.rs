@@ -9,7 +9,12 @@ use rustls_pki_types::pem::PemObject as _;
 use serde_json::json;
 
 use super::*;
-use crate::gateway::admin::{pem, static_key_sha256};
+use crate::credentials::pem_encode as pem;
+use crate::gateway::clients::static_key_sha256;
+
+fn acct(n: u64) -> AccountId {
+    AccountId::new(n).unwrap()
+}
 
 /// An app's key: signs JWTs; its public half goes in the clients file.
 struct AppKey {
@@ -108,17 +113,21 @@ fn claims(iss: serde_json::Value, iat: i64, exp: i64) -> serde_json::Value {
 #[test]
 fn app_jwt_authenticates_and_names_the_account() {
     let f = fixture();
-    for (iss, want) in [(json!(6), Some(6)), (json!("5"), Some(5))] {
+    for (iss, want) in [(json!(6), Some(acct(6))), (json!("5"), Some(acct(5)))] {
         let jwt = f.app.sign("kid-billing", claims(iss, NOW - 5, NOW + 60));
         let id = run(&f, &headers(&[("authorization", &bearer_of(&jwt))])).unwrap();
         assert_eq!(&*id.client.name, "billing");
-        assert_eq!(id.jwt_account, want);
+        assert_eq!(id.jwt, JwtIss::Verified(want));
     }
     let jwt = f
         .app
         .sign("kid-billing", json!({"iat": NOW, "exp": NOW + 3600}));
     let id = run(&f, &headers(&[("authorization", &bearer_of(&jwt))])).unwrap();
-    assert_eq!(id.jwt_account, None, "no iss: the client's default account");
+    assert_eq!(
+        id.jwt,
+        JwtIss::Verified(None),
+        "no iss: the client's default account"
+    );
     // Node signs with iat = now and a 64 s lifetime; float dates are accepted too.
     let jwt = f.app.sign(
         "kid-billing",
@@ -233,10 +242,13 @@ fn a_cached_jwt_still_expires() {
         .app
         .sign("kid-billing", claims(json!(6), NOW - 5, NOW + 30));
     let h = headers(&[("authorization", &bearer_of(&jwt))]);
-    assert_eq!(run(&f, &h).unwrap().jwt_account, Some(6));
+    assert_eq!(run(&f, &h).unwrap().jwt, JwtIss::Verified(Some(acct(6))));
     assert_eq!(f.set.jwt_cache.len(), 1);
     let hit = authenticate_at(&f.set, &h, None, NOW + 29).unwrap();
-    assert_eq!((&*hit.client.name, hit.jwt_account), ("billing", Some(6)));
+    assert_eq!(
+        (&*hit.client.name, hit.jwt),
+        ("billing", JwtIss::Verified(Some(acct(6))))
+    );
     assert_eq!(
         reason(authenticate_at(&f.set, &h, None, NOW + 30)),
         "expired"
@@ -272,7 +284,7 @@ fn static_key_as_bearer_or_basic_password() {
     ] {
         let id = run(&f, &headers(&[("proxy-authorization", &value)])).unwrap();
         assert_eq!(&*id.client.name, "crm", "{value}");
-        assert_eq!(id.jwt_account, None);
+        assert_eq!(id.jwt, JwtIss::Ignored);
     }
     for (value, want) in [
         ("Bearer vxp_wrong".to_owned(), "bad_static_key"),
@@ -309,7 +321,7 @@ fn the_static_key_decides_over_an_app_jwt() {
     .unwrap();
     assert_eq!(&*id.client.name, "crm");
     // ...and the JWT is ignored entirely, its iss included (the contract).
-    assert_eq!(id.jwt_account, None);
+    assert_eq!(id.jwt, JwtIss::Ignored);
     // A wrong static key is not rescued by a valid JWT.
     assert_eq!(
         reason(run(
@@ -331,7 +343,7 @@ fn the_static_key_decides_over_an_app_jwt() {
         ]),
     )
     .unwrap();
-    assert_eq!((&*id.client.name, id.jwt_account), ("crm", None));
+    assert_eq!((&*id.client.name, id.jwt), ("crm", JwtIss::Ignored));
 }
 
 fn client_cert(name: &str) -> CertificateDer<'static> {
@@ -369,7 +381,8 @@ fn tls_client_certificate_by_dns_name() {
     )
     .unwrap();
     assert_eq!(&*id.client.name, "billing");
-    // A known certificate decides; the JWT beside it only names the account.
+    // A known certificate decides; the JWT beside it only names the account, read unverified by
+    // the account rule.
     let junk = f.other.sign("whatever", claims(json!(9), NOW, NOW + 60));
     let id = authenticate_at(
         &f.set,
@@ -378,7 +391,7 @@ fn tls_client_certificate_by_dns_name() {
         NOW,
     )
     .unwrap();
-    assert_eq!((&*id.client.name, id.jwt_account), ("ops", Some(9)));
+    assert_eq!((&*id.client.name, id.jwt), ("ops", JwtIss::Unverified));
 }
 
 #[test]

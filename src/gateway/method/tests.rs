@@ -2,6 +2,7 @@ use http::Request;
 use http_body_util::StreamBody;
 
 use super::*;
+use crate::target::cmd_from_query;
 
 fn body_of(chunks: Vec<Vec<u8>>) -> Body {
     let stream = futures_util::stream::iter(
@@ -34,10 +35,16 @@ async fn run(
         b = b.header("content-type", ct);
     }
     let (parts, ()) = b.body(()).unwrap().into_parts();
-    let detected = detect(&parts, body_of(chunks)).await;
+    let detected = detect(&parts, path_method(&parts).as_deref(), body_of(chunks)).await;
     let hint = detected.body.size_hint();
     let bytes = detected.body.collect().await.unwrap().to_bytes().to_vec();
     (detected.method, bytes, hint)
+}
+
+/// The method the target names, as the pipeline's target stage finds it.
+fn path_method(parts: &http::request::Parts) -> Option<String> {
+    let (_, api_path) = crate::target::split_account_prefix(parts.uri.path())?;
+    crate::target::method_from_path(api_path)
 }
 
 fn ok(m: Result<Option<String>, ProxyError>) -> Option<String> {
@@ -265,7 +272,7 @@ async fn replayed_body_keeps_an_exact_size_hint() {
     let full = http_body_util::Full::new(Bytes::from(body))
         .map_err(|never| match never {})
         .boxed_unsync();
-    let detected = detect(&parts, full).await;
+    let detected = detect(&parts, None, full).await;
     assert_eq!(detected.body.size_hint().exact(), Some(body.len() as u64));
     assert!(!detected.body.is_end_stream());
     let bytes = detected.body.collect().await.unwrap().to_bytes();
@@ -300,7 +307,7 @@ async fn a_broken_body_is_passed_on_broken() {
         Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"cmd=GetUsers"))),
         Err::<Frame<Bytes>, BoxError>("client went away".into()),
     ]);
-    let detected = detect(&parts, StreamBody::new(stream).boxed_unsync()).await;
+    let detected = detect(&parts, None, StreamBody::new(stream).boxed_unsync()).await;
     assert_eq!(
         ok(detected.method),
         None,

@@ -101,14 +101,14 @@ struct Recorder {
 }
 
 impl CacheObserver for Recorder {
-    fn minted(&self, account: u64, exp: i64) {
-        self.minted.lock().expect("lock").push((account, exp));
+    fn minted(&self, account: AccountId, exp: i64) {
+        self.minted.lock().expect("lock").push((account.get(), exp));
     }
-    fn mint_failed(&self, account: u64) {
-        self.failed.lock().expect("lock").push(account);
+    fn mint_failed(&self, account: AccountId) {
+        self.failed.lock().expect("lock").push(account.get());
     }
-    fn evicted(&self, account: u64) {
-        self.evicted.lock().expect("lock").push(account);
+    fn evicted(&self, account: AccountId) {
+        self.evicted.lock().expect("lock").push(account.get());
     }
 }
 
@@ -126,9 +126,13 @@ fn cfg(ttl: u32, refresh_before: u32, max_children: usize) -> CacheConfig {
     }
 }
 
-fn signers(list: &[(u64, &Arc<ScriptedSigner>)]) -> Vec<(u64, Arc<dyn Signer>)> {
+fn acct(n: u64) -> AccountId {
+    AccountId::new(n).expect("a positive id")
+}
+
+fn signers(list: &[(u64, &Arc<ScriptedSigner>)]) -> Vec<(AccountId, Arc<dyn Signer>)> {
     list.iter()
-        .map(|(a, s)| (*a, Arc::clone(s) as Arc<dyn Signer>))
+        .map(|(a, s)| (acct(*a), Arc::clone(s) as Arc<dyn Signer>))
         .collect()
 }
 
@@ -181,7 +185,7 @@ async fn sleep_until(clock: &TokioClock, secs: i64) {
 }
 
 async fn get(cache: &TokenCache, account: u64) -> Arc<Token> {
-    match cache.get(account).await {
+    match cache.get(acct(account)).await {
         Ok(t) => t,
         Err(e) => panic!("expected a token for {account}: {e}"),
     }
@@ -232,20 +236,20 @@ async fn refresher_re_mints_before_expiry_without_a_request() {
     let signer = ScriptedSigner::new("kid-1", 1);
     let (cache, _, clock) = paused_cache(cfg(3600, 300, 10), &[(7, &signer)]);
     assert!(cache.warm().await.is_empty());
-    let first = cache.peek(7).expect("warm token");
+    let first = cache.peek(acct(7)).expect("warm token");
     let refresh_at = first.exp - 300;
     let refresher = Refresher::spawn(&cache);
 
     // Just before the refresh point nothing happens.
     sleep_until(&clock, refresh_at - START - 1).await;
     assert_eq!(signer.mints(), 1);
-    assert_eq!(cache.peek(7).expect("still valid").iat, first.iat);
+    assert_eq!(cache.peek(acct(7)).expect("still valid").iat, first.iat);
 
     // Shortly after it, a new token is in place, long before the old one expires; only `peek`
     // (which never mints) looked at the cache.
     sleep_until(&clock, refresh_at - START + 2).await;
     assert_eq!(signer.mints(), 2);
-    let second = cache.peek(7).expect("refreshed token");
+    let second = cache.peek(acct(7)).expect("refreshed token");
     assert_ne!(second.iat, first.iat);
     assert!(
         second.iat + 5 >= refresh_at && second.iat + 5 <= clock.now(),
@@ -283,7 +287,7 @@ async fn refresher_keeps_a_short_ttl_token_fresh() {
     for _ in 0..600 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(
-            cache.peek(7).is_some(),
+            cache.peek(acct(7)).is_some(),
             "no valid token at +{}s",
             clock.now() - START
         );
@@ -321,7 +325,7 @@ async fn concurrent_gets_for_a_cold_account_mint_once() {
                 let arrived = arrived.clone();
                 tokio::spawn(async move {
                     arrived.fetch_add(1, Ordering::SeqCst);
-                    cache.get(account).await
+                    cache.get(acct(account)).await
                 })
             })
             .collect();
@@ -348,7 +352,7 @@ async fn concurrent_gets_for_a_cold_account_mint_once() {
             let arrived = arrived.clone();
             tokio::spawn(async move {
                 arrived.fetch_add(1, Ordering::SeqCst);
-                cache.get(1).await
+                cache.get(acct(1)).await
             })
         })
         .collect();
@@ -374,7 +378,7 @@ async fn failed_refresh_backs_off_and_keeps_serving_the_old_token() {
     let signer = ScriptedSigner::new("kid-1", 1);
     let (cache, recorder, clock) = paused_cache(cfg(3600, 300, 10), &[(7, &signer)]);
     assert!(cache.warm().await.is_empty());
-    let old = cache.peek(7).expect("warm");
+    let old = cache.peek(acct(7)).expect("warm");
     let refresh_at = old.exp - 300; // START + 3295
     let refresher = Refresher::spawn(&cache);
 
@@ -420,7 +424,7 @@ async fn failing_signer_with_no_valid_token_is_an_error() {
     let signer = ScriptedSigner::new("kid-1", 1);
     signer.fail(true);
     let (cache, recorder, _) = paused_cache(cfg(3600, 300, 10), &[(7, &signer)]);
-    let err = cache.get(7).await.expect_err("nothing to serve");
+    let err = cache.get(acct(7)).await.expect_err("nothing to serve");
     assert_eq!(err.account, 7);
     assert_eq!(err.to_string(), "no valid token for account 7");
     assert_eq!(
@@ -453,11 +457,11 @@ async fn a_jwt_that_is_not_a_header_value_is_refused() {
     }
     let cache = TokenCache::new(
         cfg(3600, 300, 10),
-        vec![(7, Arc::new(BadSigner) as Arc<dyn Signer>)],
+        vec![(acct(7), Arc::new(BadSigner) as Arc<dyn Signer>)],
         Arc::new(TokioClock::starting_at(START)),
         None,
     );
-    let err = cache.get(7).await.expect_err("invalid header value");
+    let err = cache.get(acct(7)).await.expect_err("invalid header value");
     assert_eq!(
         err.source.to_string(),
         "signing a token with key bad failed: the token is not a valid header value"
@@ -519,7 +523,7 @@ async fn new_key_is_tried_at_once_even_during_backoff() {
     let fixed = ScriptedSigner::new("fixed", 2);
     let (cache, _, clock) = paused_cache(cfg(3600, 300, 10), &[(7, &broken)]);
     assert!(cache.warm().await.is_empty());
-    let refresh_at = cache.peek(7).expect("warm").exp - 300;
+    let refresh_at = cache.peek(acct(7)).expect("warm").exp - 300;
     let refresher = Refresher::spawn(&cache);
     broken.fail(true);
     // Seven failures: the next retry is a minute away.
@@ -567,7 +571,11 @@ async fn child_accounts_are_capped_and_the_least_recently_used_is_evicted() {
         (104, true),
         (105, true),
     ] {
-        assert_eq!(cache.peek(account).is_some(), cached, "account {account}");
+        assert_eq!(
+            cache.peek(acct(account)).is_some(),
+            cached,
+            "account {account}"
+        );
     }
     // A primary asked for by id is signed by its own key and does not count as a child.
     assert_eq!(&*get(&cache, 2).await.kid, "kid-2");
@@ -625,7 +633,7 @@ async fn token_about_to_expire_is_not_served() {
 
     // 10 s left: not served any more; `peek` refuses it and `get` mints anew.
     sleep_until(&clock, 585).await;
-    assert!(cache.peek(7).is_none());
+    assert!(cache.peek(acct(7)).is_none());
     let second = get(&cache, 7).await;
     assert_eq!(signer.mints(), 2);
     assert_eq!(second.iat, START + 585 - 5);

@@ -64,14 +64,23 @@ where
 }
 
 /// Send one request over an established byte stream (TCP or TLS) as HTTP/1.1 and read the whole
-/// response.
-pub async fn send_over<IO, B>(io: IO, req: Request<B>) -> Result<Resp, String>
+/// response. Like every HTTP/1.1 client, it sends `Host` (the target's authority, else
+/// `localhost`) unless the request has one; hyper's connection-level client does not.
+pub async fn send_over<IO, B>(io: IO, mut req: Request<B>) -> Result<Resp, String>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if !req.headers().contains_key(http::header::HOST) {
+        let host = req
+            .uri()
+            .authority()
+            .map_or_else(|| "localhost".to_owned(), |a| a.to_string());
+        req.headers_mut()
+            .insert(http::header::HOST, host.parse().unwrap());
+    }
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;

@@ -6,9 +6,9 @@ use std::io::Write;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::app::{Failure, config_err};
 use crate::config::{ConfigError, Settings};
 use crate::credentials::Credentials;
+use crate::error::{Failure, config_err};
 use crate::token::{Claims, Clock as _, Signer as _, SystemClock};
 
 /// Verify a token we minted with `creds`' public key, checking every claim.
@@ -25,7 +25,7 @@ pub fn verify_minted(creds: &Credentials, jwt: &str, claims: &Claims) -> Result<
         .map_err(|e| format!("does not verify with the public key: {e}"))?;
     // jsonwebtoken checks `iss` only as a string; the contract wants a JSON number.
     let c = &data.claims;
-    if c["iss"].as_u64() != Some(claims.iss)
+    if c["iss"].as_u64() != Some(claims.iss.get())
         || c["iat"].as_i64() != Some(claims.iat)
         || c["exp"].as_i64() != Some(claims.exp)
     {
@@ -171,14 +171,16 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
             .credentials
             .first()
             .and_then(|p| Credentials::load(p).ok())
-            .map_or(0, |(c, _)| c.account_id);
-        match crate::gateway::Gateway::load(path, default_account) {
-            Ok(gw) => writeln!(
-                out,
-                "  gateway clients: {} ({})",
-                path.display(),
-                gw.summary()
-            )?,
+            .map(|(c, _)| c.account_id);
+        match default_account.map_or_else(
+            || {
+                crate::gateway::ClientSet::load(path, None)
+                    .map(|set| set.summary())
+                    .map_err(anyhow::Error::new)
+            },
+            |account| crate::gateway::Gateway::load(path, account).map(|gw| gw.summary()),
+        ) {
+            Ok(summary) => writeln!(out, "  gateway clients: {} ({summary})", path.display())?,
             Err(e) => problems.push(format!("{e:#}")),
         }
     }

@@ -15,11 +15,13 @@ use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine as _;
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
-use super::clients::{ClientSet, check_name, parse_tls_name, to_hex};
-use super::policy::{Glob, Rate};
-use crate::app::{Failure, config_err};
+use crate::account::AccountId;
 use crate::cli::{ClientAddArgs, ClientCommand};
 use crate::config::Settings;
+use crate::credentials::{Credentials, pem_encode as pem};
+use crate::error::{Failure, config_err};
+use crate::gateway::clients::{self, ClientSet, check_name, parse_tls_name, static_key_sha256};
+use crate::gateway::policy::{Glob, Rate};
 
 /// Run a `client` subcommand; `out` is stdout.
 pub fn run(settings: &Settings, cmd: &ClientCommand, out: &mut dyn Write) -> Result<(), Failure> {
@@ -35,18 +37,6 @@ pub fn run(settings: &Settings, cmd: &ClientCommand, out: &mut dyn Write) -> Res
     }
 }
 
-/// PEM-encode DER with `label`.
-pub fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 /// A fresh static key: `vxp_` and 43 base64url characters (256 random bits).
 pub fn new_static_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
@@ -55,11 +45,6 @@ pub fn new_static_key() -> anyhow::Result<String> {
         "vxp_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     ))
-}
-
-/// SHA-256 of a static key, lowercase hex (what the clients file keeps).
-pub fn static_key_sha256(key: &str) -> String {
-    to_hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes()).as_ref())
 }
 
 /// The file as text, or `None` when it does not exist yet.
@@ -81,7 +66,7 @@ fn parse_doc(path: &Path, text: &str) -> Result<DocumentMut, Failure> {
         config_err(anyhow!(
             "clients file {}: line {line}: {}",
             path.display(),
-            super::clients::one_line(e.message())
+            clients::one_line(e.message())
         ))
     })
 }
@@ -97,7 +82,7 @@ fn add(
     check_name(name).map_err(|e| config_err(anyhow!("client name `{name}`: {e}")))?;
     let mut accounts = Vec::with_capacity(args.accounts.len());
     for raw in &args.accounts {
-        accounts.push(crate::config::parse_account_id(raw).ok_or_else(|| {
+        accounts.push(AccountId::parse(raw).ok_or_else(|| {
             config_err(anyhow!(
                 "--account {raw}: must be a positive decimal integer"
             ))
@@ -159,7 +144,7 @@ fn add(
     if !accounts.is_empty() {
         table.insert(
             "accounts",
-            value(accounts.iter().map(|a| *a as i64).collect::<Array>()),
+            value(accounts.iter().map(|a| a.get() as i64).collect::<Array>()),
         );
     }
     if !args.methods.is_empty() {
@@ -261,12 +246,12 @@ fn add(
 }
 
 /// The first credentials file's account (the app's `account_id` when `--account` is not given).
-fn first_credentials_account(settings: &Settings) -> Result<u64, Failure> {
+fn first_credentials_account(settings: &Settings) -> Result<AccountId, Failure> {
     let first = settings
         .credentials
         .first()
         .ok_or_else(|| config_err(anyhow!("credentials: none configured; give --account ID")))?;
-    crate::credentials::Credentials::load(first)
+    Credentials::load(first)
         .map(|(c, _)| c.account_id)
         .map_err(|e| {
             config_err(anyhow::Error::new(e).context(format!(
@@ -477,10 +462,6 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
         assert_ne!(k, new_static_key().unwrap());
-        assert_eq!(
-            static_key_sha256("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 
     #[test]

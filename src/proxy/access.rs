@@ -1,0 +1,284 @@
+//! The access record of one request: what its access-log line (target `voxproxy::access`) and
+//! its request metrics say. Every request ends in exactly one record, written once: when its
+//! response body ends, breaks off or is dropped, or, when the client leaves before any response
+//! head, when the request's future is dropped (status 499). `aborted` is true only when the
+//! response did not reach its end.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode, Uri, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use super::ConnInfo;
+use crate::account::AccountId;
+use crate::body::{Body, BoxError};
+use crate::error::ErrorKind;
+use crate::headers::REQUEST_ID;
+use crate::metrics::{Metrics, RequestLabels};
+
+/// The status logged for a request whose client left before a response head was sent (nginx's
+/// convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// What is known of one request; logged and counted exactly once.
+pub struct Record {
+    metrics: Arc<Metrics>,
+    /// Whether gateway mode is on (requests are then counted by client).
+    gateway: bool,
+    /// Whether the request counts in the request metrics (admin requests are logged only).
+    counted: bool,
+    start: Instant,
+    /// The request's span: its `request_id` field ties every log line of the request together.
+    pub span: tracing::Span,
+    /// The request id (kept or generated), sent upstream and on the response.
+    pub request_id: HeaderValue,
+    conn: Arc<ConnInfo>,
+    method: Method,
+    /// The target as it came (the path is logged, never the query).
+    uri: Uri,
+    version: Version,
+    user_agent: Option<HeaderValue>,
+    /// The API method, once known.
+    pub api_method: Option<String>,
+    /// The account, once chosen.
+    pub account: Option<AccountId>,
+    /// The gateway client, once authenticated.
+    pub client: Option<Arc<str>>,
+    /// voxproxy's own error kind, when it answered itself.
+    error: Option<ErrorKind>,
+    /// Why, for the log: the error's whole cause chain.
+    reason: Option<String>,
+    /// Time to the upstream's response head, when it was asked.
+    pub upstream: Option<Duration>,
+    /// Request body bytes read, shared with the body on its way upstream.
+    pub bytes_in: Option<Arc<AtomicU64>>,
+    /// The response status, once a head exists.
+    status: Option<StatusCode>,
+    bytes_out: u64,
+    written: bool,
+}
+
+impl Record {
+    /// Start the record of a request that just arrived; `counted`: whether it counts in the
+    /// request metrics (admin requests do not).
+    pub fn start(
+        metrics: &Arc<Metrics>,
+        gateway: bool,
+        counted: bool,
+        parts: &Parts,
+        conn: &Arc<ConnInfo>,
+    ) -> Record {
+        let request_id = crate::headers::request_id(&parts.headers);
+        let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
+        if counted {
+            metrics.in_flight.inc();
+        }
+        Record {
+            metrics: metrics.clone(),
+            gateway,
+            counted,
+            start: Instant::now(),
+            span,
+            request_id,
+            conn: conn.clone(),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+            api_method: None,
+            account: None,
+            client: None,
+            error: None,
+            reason: None,
+            upstream: None,
+            bytes_in: None,
+            status: None,
+            bytes_out: 0,
+            written: false,
+        }
+    }
+
+    /// voxproxy answers with `err`: the access line carries its kind and reason; a failure on
+    /// voxproxy's or the upstream's side (5xx) adds one `warn` line with the whole cause chain.
+    pub fn refused(&mut self, err: &crate::error::ProxyError) {
+        let chain = err.chain();
+        if err.kind.status().is_server_error() {
+            let _enter = self.span.enter();
+            tracing::warn!(kind = err.kind.as_str(), error = %chain, "request failed");
+        }
+        self.error = Some(err.kind);
+        self.reason = Some(chain);
+    }
+
+    /// The client went away while uploading: the record says 499, aborted, at once; the response
+    /// is for nobody.
+    pub fn client_gone(mut self) -> http::Response<Tracked> {
+        self.write(true);
+        let mut resp = http::Response::new(Tracked {
+            inner: crate::body::empty(),
+            record: None,
+        });
+        *resp.status_mut() = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
+        resp
+    }
+
+    /// The response is ready: stamp the request id on it, and let its body write the record when
+    /// it ends.
+    pub fn respond(mut self, mut resp: http::Response<Body>) -> http::Response<Tracked> {
+        resp.headers_mut()
+            .insert(REQUEST_ID, self.request_id.clone());
+        self.status = Some(resp.status());
+        resp.map(|inner| Tracked {
+            inner,
+            record: Some(self),
+        })
+    }
+
+    /// Log and count the request. `aborted`: the response did not reach its end.
+    fn write(&mut self, aborted: bool) {
+        if std::mem::replace(&mut self.written, true) {
+            return;
+        }
+        let status = self.status.map_or(CLIENT_CLOSED, |s| s.as_u16());
+        let elapsed = self.start.elapsed();
+        if self.counted {
+            self.count(status, elapsed);
+        }
+        let _enter = self.span.enter();
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        tracing::info!(
+            target: "voxproxy::access",
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            peer = %self.conn.peer,
+            protocol = protocol(self.version),
+            method = %self.method,
+            path = self.uri.path(),
+            user_agent = self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            api_method = self.api_method.as_deref(),
+            account = self.account.map(AccountId::get),
+            client = self.client.as_deref(),
+            status,
+            kind = self.error.map(ErrorKind::as_str),
+            error = self.reason.as_deref(),
+            duration_ms = ms(elapsed),
+            upstream_ms = self.upstream.map(ms),
+            bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
+            bytes_out = self.bytes_out,
+            aborted = aborted || self.status.is_none(),
+            "request"
+        );
+    }
+
+    /// `voxproxy_requests_total`, the duration histogram, the error count, in-flight.
+    fn count(&self, status: u16, elapsed: Duration) {
+        let m = &self.metrics;
+        m.in_flight.dec();
+        m.request_duration.observe(elapsed.as_secs_f64());
+        let client = match (self.gateway, self.client.as_deref()) {
+            (false, _) => None,
+            (true, Some(c)) => Some(m.client_label(c)),
+            (true, None) => Some(m.client_label("none")),
+        };
+        if let Some(kind) = self.error {
+            m.error(kind, client.clone().filter(|c| &**c != "none"));
+        }
+        m.requests
+            .get_or_create(&RequestLabels {
+                status,
+                account: m.account_label(self.account),
+                api_method: m.method_label(self.api_method.as_deref()),
+                client,
+            })
+            .inc();
+    }
+}
+
+impl Drop for Record {
+    /// A record dropped unwritten belongs to a request whose client left before its response
+    /// head (status 499) or before its body ended.
+    fn drop(&mut self) {
+        self.write(true);
+    }
+}
+
+/// `protocol` as the access log spells it.
+fn protocol(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that writes its request's record when it ends, breaks off or is dropped.
+    pub struct Tracked {
+        #[pin]
+        inner: Body,
+        record: Option<Record>,
+    }
+
+    impl PinnedDrop for Tracked {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // hyper stops polling once `is_end_stream` says the body is done: that is an end too.
+            let ended = this.inner.is_end_stream();
+            if let Some(mut record) = this.record.take() {
+                record.write(!ended);
+            }
+        }
+    }
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(r)) = (frame.data_ref(), this.record.as_mut()) {
+                    r.bytes_out += data.len() as u64;
+                }
+                if this.inner.is_end_stream()
+                    && let Some(mut r) = this.record.take()
+                {
+                    r.write(false);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(mut r) = this.record.take() {
+                    r.write(false);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(mut r) = this.record.take() {
+                    r.write(true);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

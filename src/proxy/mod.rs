@@ -1,0 +1,257 @@
+//! One request, end to end, as the contract's "Checks run in this order": [`Proxy::handle`] is the
+//! list of stages, each a named function in the module that owns its rule; the first refusal
+//! answers. Every refusal is a [`ProxyError`], drained and turned into a response in one place;
+//! every request ends in exactly one access record ([`access`]).
+//!
+//! - [`forward`]: the last stage, the rewrite and the streamed send with the body limit.
+//! - [`access`]: the access-log line and the request metrics.
+
+pub mod access;
+pub mod forward;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::request::Parts;
+use http::{Request, Response, Version, header};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use tracing::Instrument as _;
+
+use crate::account::{self, Requester};
+use crate::body::{Body, BoxError};
+use crate::credentials::CredentialSet;
+use crate::error::{ErrorKind, ProxyError, error_response};
+use crate::gateway::{Gateway, policy};
+use crate::metrics::Metrics;
+use crate::token::TokenCache;
+use crate::{admin, headers, target};
+use access::{Record, Tracked};
+use forward::Forwarder;
+
+/// How much of a refused upload is read so the client sees the answer instead of a reset.
+const DRAIN_LIMIT: u64 = 1 << 20;
+/// How long draining a refused upload may take.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Who is at the other end of a connection, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A Unix-socket client.
+    Unix,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+/// What a connection tells its requests.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Serve `/healthz`, `/readyz`, `/metrics` here.
+    pub admin: bool,
+    /// Forward API requests from here (false on the admin listener).
+    pub proxy: bool,
+    /// The client's address.
+    pub peer: Peer,
+    /// The verified TLS client certificate, when the client sent one.
+    pub peer_cert: Option<Arc<rustls_pki_types::CertificateDer<'static>>>,
+}
+
+/// Why a request stopped short of a forwarded response.
+#[derive(Debug)]
+pub enum Stop {
+    /// voxproxy answers itself.
+    Refused(ProxyError),
+    /// The client went away (while uploading): nobody is left to answer.
+    ClientGone,
+}
+
+impl From<ProxyError> for Stop {
+    fn from(e: ProxyError) -> Stop {
+        Stop::Refused(e)
+    }
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Proxy {
+    /// The last stage.
+    pub forwarder: Forwarder,
+    /// Which account a request acts for.
+    pub accounts: account::Rules,
+    /// The credentials in force (reload swaps them).
+    pub credentials: Arc<ArcSwap<CredentialSet>>,
+    /// Per-account tokens.
+    pub tokens: TokenCache,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Gateway clients, when configured (reload swaps them).
+    pub gateway: Option<Arc<Gateway>>,
+    /// Set once shutdown starts (`/readyz` turns 503).
+    pub shutting_down: AtomicBool,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstream", &self.forwarder.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Whether `/readyz` says ready: every credentials file has minted and we are not stopping.
+    pub fn ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed) && self.tokens.ready()
+    }
+
+    /// Handle one request. Never fails: every error is a response, and every request ends in
+    /// exactly one access record.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Result<Response<Tracked>, Infallible> {
+        let (mut parts, body) = req.into_parts();
+        let admin = conn.admin && admin::is_admin_path(parts.uri.path());
+        let mut record =
+            Record::start(&self.metrics, self.gateway.is_some(), !admin, &parts, &conn);
+        if admin {
+            let resp = admin::answer(&parts, self.ready(), &self.metrics);
+            return Ok(record.respond(resp));
+        }
+        let mut body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+        let span = record.span.clone();
+        let outcome = self
+            .stages(&mut parts, &mut body, &conn, &mut record)
+            .instrument(span)
+            .await;
+        let mut resp = match outcome {
+            Ok(resp) => resp,
+            Err(Stop::Refused(err)) => {
+                record.refused(&err);
+                drain(&parts, body).await;
+                error_response(&err)
+            }
+            Err(Stop::ClientGone) => return Ok(record.client_gone()),
+        };
+        headers::strip_response(resp.headers_mut());
+        Ok(record.respond(resp))
+    }
+
+    /// The contract's checks, in its order; the first refusal answers.
+    async fn stages(
+        &self,
+        parts: &mut Parts,
+        body: &mut Body,
+        conn: &ConnInfo,
+        record: &mut Record,
+    ) -> Result<Response<Body>, Stop> {
+        listener_forwards(conn, parts)?;
+        headers::check_framing(parts.version, &parts.headers).map_err(bad_request)?;
+        let target = target::check(parts, &self.forwarder.upstream)?;
+        record.api_method = target.method.clone().or_else(|| {
+            let query = parts.uri.query()?;
+            target::cmd_from_query(query)
+        });
+        let identity = match &self.gateway {
+            Some(gw) => Some(gw.admit(parts, conn.peer_cert.as_deref(), &self.metrics)?),
+            None => None,
+        };
+        record.client = identity.as_ref().map(|id| id.client.name.clone());
+        let who = identity
+            .as_ref()
+            .map_or(Requester::ANONYMOUS, |id| id.requester());
+        let fallback = self.credentials.load().default_account();
+        let account = self
+            .accounts
+            .choose(target.prefix_account, &parts.headers, who, fallback)?;
+        record.account = Some(account);
+        self.accounts.check_allowed(account)?;
+        let api_start = target.api_start;
+        if let Some(id) = &identity {
+            let found = policy::authorize(
+                id,
+                account,
+                fallback,
+                target.method.as_deref(),
+                parts,
+                body,
+                &self.metrics,
+            )
+            .await?;
+            record.api_method = record.api_method.take().or(found);
+            policy::check_client_rate(id, &self.metrics)?;
+        }
+        let token = self.tokens.get(account).await.map_err(|e| {
+            ProxyError::new(
+                ErrorKind::TokenUnavailable,
+                format!("no valid token can be minted for account {account}; check the credentials and the logs"),
+            )
+            .with_source(e)
+        })?;
+        self.forwarder
+            .send(parts, body, api_start, &token, record, &self.metrics)
+            .await
+    }
+}
+
+/// The admin listener serves admin paths only; a main listener that does not serve them says
+/// where they are.
+fn listener_forwards(conn: &ConnInfo, parts: &Parts) -> Result<(), ProxyError> {
+    let path = parts.uri.path();
+    if !conn.proxy {
+        return Err(ProxyError::new(
+            ErrorKind::NotFound,
+            "this listener serves only /healthz, /readyz and /metrics",
+        ));
+    }
+    if admin::is_admin_path(path) {
+        return Err(ProxyError::new(
+            ErrorKind::NotFound,
+            format!(
+                "{path} is not served on this listener: a non-loopback listener with gateway clients keeps admin paths to admin_listen (set --admin-listen for probes and scrapes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_request(why: &'static str) -> ProxyError {
+    ProxyError::new(ErrorKind::BadRequest, why)
+}
+
+/// Read and discard up to 1 MiB of a refused request's body, so an HTTP/1.1 client still
+/// uploading reads the answer instead of a connection reset. A client waiting on
+/// `Expect: 100-continue` is not asked for its body at all.
+async fn drain(parts: &Parts, mut body: Body) {
+    use http_body::Body as _;
+    if parts.version == Version::HTTP_2
+        || parts.headers.contains_key(header::EXPECT)
+        || body.is_end_stream()
+    {
+        return;
+    }
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while read < DRAIN_LIMIT {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
