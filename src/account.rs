@@ -87,6 +87,34 @@ impl serde::Serialize for AccountId {
     }
 }
 
+/// In configuration files an account id is a positive integer or a string of digits.
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = AccountId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive account id (a number or a string of digits)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<AccountId, E> {
+                AccountId::new(v)
+                    .ok_or_else(|| E::custom(format!("{v} is not a positive account id")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<AccountId, E> {
+                u64::try_from(v)
+                    .ok()
+                    .and_then(AccountId::new)
+                    .ok_or_else(|| E::custom(format!("{v} is not a positive account id")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AccountId, E> {
+                AccountId::parse(v)
+                    .ok_or_else(|| E::custom(format!("`{v}` is not a positive account id")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// How the `iss` of the client's own `Authorization: Bearer` JWT counts (source 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtIss {

@@ -83,6 +83,25 @@ impl EncodeLabelSet for KindLabels {
     }
 }
 
+/// `{scope}` of `voxproxy_rate_limited_total`, with `client` in gateway mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ScopeLabels {
+    /// `client` or `account`.
+    pub scope: &'static str,
+    /// Gateway client, when known.
+    pub client: Option<LabelValue>,
+}
+
+impl EncodeLabelSet for ScopeLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("scope", self.scope).encode(encoder.encode_label())?;
+        if let Some(client) = &self.client {
+            ("client", &**client).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
 /// `{account, key_id}` of `voxproxy_credentials_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct CredentialsLabels {
@@ -145,8 +164,12 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     /// Gateway: policy refusals (account, method) by client.
     pub policy_refusals: Family<ReasonLabels, Counter>,
-    /// Gateway: rate-limited requests by client.
-    pub rate_limited: Family<Label<4>, Counter>,
+    /// Requests refused over a limit, by scope (and client in gateway mode).
+    pub rate_limited: Family<ScopeLabels, Counter>,
+    /// Waits under `account_rate`.
+    pub rate_limit_wait: Histogram,
+    /// Whether limits are shared through Redis right now (only with `limits_redis`).
+    pub limits_shared: Option<Gauge>,
     labels: Mutex<LabelCache>,
 }
 
@@ -171,127 +194,133 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
+/// A family's name and help text.
+type Desc = (&'static str, &'static str);
+
+const REQUESTS: Desc = (
+    "voxproxy_requests",
+    "Requests answered, by status code, account and API method",
+);
+const REQUEST_TIME: Desc = (
+    "voxproxy_request_duration_seconds",
+    "Time from request head to the end of the response",
+);
+const UPSTREAM_TIME: Desc = (
+    "voxproxy_upstream_duration_seconds",
+    "Time from sending to the upstream to its response head",
+);
+const IN_FLIGHT: Desc = ("voxproxy_requests_in_flight", "Requests being handled");
+const ERRORS: Desc = ("voxproxy_errors", "voxproxy's own error responses, by kind");
+const MINTED: Desc = ("voxproxy_tokens_minted", "Tokens minted, by account");
+const MINT_FAILURES: Desc = (
+    "voxproxy_token_mint_failures",
+    "Failed token mints, by account",
+);
+const EXPIRY: Desc = (
+    "voxproxy_token_expiry_timestamp_seconds",
+    "Expiry of the cached token, unix seconds, by account",
+);
+const RELOADS: Desc = (
+    "voxproxy_credentials_reloads",
+    "Credentials reloads, by result",
+);
+const CREDENTIALS: Desc = (
+    "voxproxy_credentials_info",
+    "The loaded credentials: account and key id",
+);
+const AUTH_FAILURES: Desc = (
+    "voxproxy_client_auth_failures",
+    "Gateway: client authentication failures, by reason",
+);
+const POLICY: Desc = (
+    "voxproxy_client_policy_refusals",
+    "Gateway: requests refused by a client's policy, by reason and client",
+);
+const LIMITED: Desc = (
+    "voxproxy_rate_limited",
+    "Requests refused with 429, by limit scope (client or account)",
+);
+const WAITS: Desc = (
+    "voxproxy_rate_limit_wait_seconds",
+    "Time requests waited for their turn under account_rate",
+);
+const SHARED: Desc = (
+    "voxproxy_limits_shared",
+    "1 while limits are counted in Redis, 0 while this replica counts alone",
+);
+
+/// Register `metric` under `desc` and hand it back (metrics are shared handles).
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    (name, help): Desc,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Buckets of the duration histograms, seconds.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// Buckets of `voxproxy_rate_limit_wait_seconds`: waits are bounded by `account_rate_wait`.
+const WAIT_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
 impl Metrics {
-    /// A registry with every family registered.
-    pub fn new() -> Metrics {
+    /// A registry with every family registered; `voxproxy_limits_shared` only when limits are
+    /// counted in Redis (`shared_limits`): where there is no Redis there is no series.
+    pub fn new(shared_limits: bool) -> Metrics {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "voxproxy_requests",
-            "Requests answered, by status code, account and API method",
-            requests.clone(),
-        );
-        let buckets = [
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            60.0, 120.0,
-        ];
-        let request_duration = Histogram::new(buckets);
-        registry.register(
-            "voxproxy_request_duration_seconds",
-            "Time from request head to the end of the response",
-            request_duration.clone(),
-        );
-        let upstream_duration = Histogram::new(buckets);
-        registry.register(
-            "voxproxy_upstream_duration_seconds",
-            "Time from sending to the upstream to its response head",
-            upstream_duration.clone(),
-        );
-        let in_flight = Gauge::default();
-        registry.register(
-            "voxproxy_requests_in_flight",
-            "Requests being handled",
-            in_flight.clone(),
-        );
-        let errors = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "voxproxy_errors",
-            "voxproxy's own error responses, by kind",
-            errors.clone(),
-        );
-        let tokens_minted = Family::<Label<0>, Counter>::default();
-        registry.register(
-            "voxproxy_tokens_minted",
-            "Tokens minted, by account",
-            tokens_minted.clone(),
-        );
-        let mint_failures = Family::<Label<1>, Counter>::default();
-        registry.register(
-            "voxproxy_token_mint_failures",
-            "Failed token mints, by account",
-            mint_failures.clone(),
-        );
-        let token_expiry = Family::<Label<2>, Gauge>::default();
-        registry.register(
-            "voxproxy_token_expiry_timestamp_seconds",
-            "Expiry of the cached token, unix seconds, by account",
-            token_expiry.clone(),
-        );
-        let reloads = Family::<Label<3>, Counter>::default();
-        registry.register(
-            "voxproxy_credentials_reloads",
-            "Credentials reloads, by result",
-            reloads.clone(),
-        );
-        let credentials_info = Family::<CredentialsLabels, Gauge>::default();
-        registry.register(
-            "voxproxy_credentials_info",
-            "The loaded credentials: account and key id",
-            credentials_info.clone(),
-        );
-        let auth_failures = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "voxproxy_client_auth_failures",
-            "Gateway: client authentication failures, by reason",
-            auth_failures.clone(),
-        );
-        let policy_refusals = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "voxproxy_client_policy_refusals",
-            "Gateway: requests refused by a client's policy, by reason and client",
-            policy_refusals.clone(),
-        );
-        let rate_limited = Family::<Label<4>, Counter>::default();
-        registry.register(
-            "voxproxy_client_rate_limited",
-            "Gateway: requests over a client's rate, by client",
-            rate_limited.clone(),
-        );
-        registry.register(
+        let r = &mut registry;
+        r.register(
             "voxproxy_build",
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        registry.register_collector(Box::new(process::ProcessCollector::new()));
+        r.register_collector(Box::new(process::ProcessCollector::new()));
+        let m = Metrics {
+            requests: register(r, REQUESTS, Family::default()),
+            request_duration: register(r, REQUEST_TIME, Histogram::new(DURATION_BUCKETS)),
+            upstream_duration: register(r, UPSTREAM_TIME, Histogram::new(DURATION_BUCKETS)),
+            in_flight: register(r, IN_FLIGHT, Gauge::default()),
+            errors: register(r, ERRORS, Family::default()),
+            tokens_minted: register(r, MINTED, Family::default()),
+            mint_failures: register(r, MINT_FAILURES, Family::default()),
+            token_expiry: register(r, EXPIRY, Family::default()),
+            reloads: register(r, RELOADS, Family::default()),
+            credentials_info: register(r, CREDENTIALS, Family::default()),
+            auth_failures: register(r, AUTH_FAILURES, Family::default()),
+            policy_refusals: register(r, POLICY, Family::default()),
+            rate_limited: register(r, LIMITED, Family::default()),
+            rate_limit_wait: register(r, WAITS, Histogram::new(WAIT_BUCKETS)),
+            limits_shared: shared_limits.then(|| register(r, SHARED, Gauge::default())),
+            labels: Mutex::new(LabelCache::default()),
+            registry,
+        };
+        m.start_at_zero();
+        m
+    }
+
+    /// Series dashboards and alerts expect before the first event.
+    fn start_at_zero(&self) {
         for result in ["success", "failure"] {
-            let _ = reloads.get_or_create(&Label("result", result.into()));
+            let _ = self.reloads.get_or_create(&Label("result", result.into()));
         }
         for kind in ErrorKind::ALL {
-            let _ = errors.get_or_create(&KindLabels {
+            let _ = self.errors.get_or_create(&KindLabels {
                 kind: kind.as_str(),
                 client: None,
             });
         }
-        Metrics {
-            registry,
-            requests,
-            request_duration,
-            upstream_duration,
-            in_flight,
-            errors,
-            tokens_minted,
-            mint_failures,
-            token_expiry,
-            reloads,
-            credentials_info,
-            auth_failures,
-            policy_refusals,
-            rate_limited,
-            labels: Mutex::new(LabelCache::default()),
+        for scope in ["client", "account"] {
+            let _ = self.rate_limited.get_or_create(&ScopeLabels {
+                scope,
+                client: None,
+            });
         }
     }
 
@@ -339,22 +368,25 @@ impl Metrics {
         bounded(&mut cache.clients, client, MAX_CLIENT_LABELS)
     }
 
-    /// Count a request a client's policy refused: `account` and `method` refusals in
-    /// `voxproxy_client_policy_refusals_total`, `rate` in `voxproxy_client_rate_limited_total`.
+    /// Count a request a client's policy refused (`account` or `method`) in
+    /// `voxproxy_client_policy_refusals_total`.
     pub fn policy_refusal(&self, reason: &'static str, client: &str) {
         let client = self.client_label(client);
-        if reason == "rate" {
-            self.rate_limited
-                .get_or_create(&Label("client", client))
-                .inc();
-        } else {
-            self.policy_refusals
-                .get_or_create(&ReasonLabels {
-                    reason,
-                    client: Some(client),
-                })
-                .inc();
-        }
+        self.policy_refusals
+            .get_or_create(&ReasonLabels {
+                reason,
+                client: Some(client),
+            })
+            .inc();
+    }
+
+    /// Count a request refused over a limit (`scope` is `client` or `account`) in
+    /// `voxproxy_rate_limited_total`.
+    pub fn rate_limited(&self, scope: &'static str, client: Option<&str>) {
+        let client = client.map(|c| self.client_label(c));
+        self.rate_limited
+            .get_or_create(&ScopeLabels { scope, client })
+            .inc();
     }
 
     /// Record the loaded keys in `voxproxy_credentials_info`, and start each account's token

@@ -217,7 +217,7 @@ async fn serve(
 ) -> Result<(), Failure> {
     let hup = reload::hangup_signal();
     let tls = v.tls.clone();
-    let (proxy, tokens) = proxy(&settings, v, Arc::new(Metrics::new()));
+    let (proxy, tokens) = proxy(&settings, v, Arc::new(Metrics::new(false)));
     let endpoints = endpoints(&settings, proxy.gateway.is_some(), &tls)?;
     for ep in &endpoints {
         tracing::info!(

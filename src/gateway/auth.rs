@@ -20,8 +20,7 @@
 //! token pays for one RSA verification, not one per request. Only verified tokens enter the cache
 //! (an attacker cannot fill it), it is bounded, and it belongs to one loaded client set.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -42,8 +41,6 @@ pub const MAX_IAT_AHEAD: i64 = 60;
 pub const MAX_LIFETIME: i64 = 3600;
 /// Longest token or key looked at.
 const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
-/// Most verified JWTs remembered at once.
-const CACHE_CAP: usize = 4096;
 
 /// A refusal: the metric reason, the client when known, and the message for the client.
 #[derive(Debug)]
@@ -218,10 +215,34 @@ fn verify_app_jwt(
     if token.len() > MAX_CREDENTIAL_LEN {
         return Err(refusal("bad_jwt", "the app JWT is too long"));
     }
+    if token.starts_with("vxp_") {
+        return Err(refusal(
+            "bad_jwt",
+            "Authorization holds a static key: static keys go in Proxy-Authorization (`Bearer <key>`, or Basic with the key as the password)",
+        ));
+    }
     let fingerprint = set.jwt_cache.fingerprint(token);
     if let Some(hit) = set.jwt_cache.get(&fingerprint, now) {
         return Ok(hit);
     }
+    let (client, key) = signer_of(set, token)?;
+    let with_client = |reason: &'static str, msg: String| Refusal {
+        reason,
+        client: Some(client.name.clone()),
+        msg,
+    };
+    let claims = decode(token, key, &client.name).map_err(|(r, m)| with_client(r, m))?;
+    let (account, exp) = check_claims(&claims, now).map_err(|(r, m)| with_client(r, m))?;
+    set.jwt_cache
+        .put(fingerprint, client.clone(), account, exp, now);
+    Ok((client.clone(), account))
+}
+
+/// The client whose `key_id` is the JWT's `kid`, and its key; the header must say RS256.
+fn signer_of<'a>(
+    set: &'a ClientSet,
+    token: &str,
+) -> Result<(&'a Arc<Client>, &'a jsonwebtoken::DecodingKey), Refusal> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| {
         refusal(
             "bad_jwt",
@@ -246,56 +267,67 @@ fn verify_app_jwt(
             "the app JWT's kid is the key_id of no client",
         )
     })?;
-    let with_client = |reason: &'static str, msg: String| Refusal {
-        reason,
-        client: Some(client.name.clone()),
-        msg,
-    };
-    let Some(key) = &client.auth.jwt_key else {
-        return Err(refusal("unknown_key", "the app JWT's kid has no key"));
-    };
+    match &client.auth.jwt_key {
+        Some(key) => Ok((client, key)),
+        None => Err(refusal("unknown_key", "the app JWT's kid has no key")),
+    }
+}
+
+/// A refusal's metric reason and message, before the client is attached.
+type Why = (&'static str, String);
+
+/// The claims of a JWT whose signature verifies with `key` and whose `exp` has not passed.
+fn decode(
+    token: &str,
+    key: &jsonwebtoken::DecodingKey,
+    client: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, Why> {
     let mut validation = Validation::new(Algorithm::RS256);
     // jsonwebtoken's default leeway (60 s) would accept just-expired tokens.
     validation.leeway = 0;
     validation.validate_exp = true;
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp"]);
-    let data =
-        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation)
-            .map_err(|e| {
-                match e.kind() {
-        jsonwebtoken::errors::ErrorKind::InvalidSignature => with_client(
-            "bad_signature",
-            format!(
-                "the app JWT's signature does not verify with the public key of client {}",
-                client.name
+    jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => (
+                "bad_signature",
+                format!(
+                    "the app JWT's signature does not verify with the public key of client {client}"
+                ),
             ),
-        ),
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-            with_client("expired", "the app JWT has expired".to_owned())
-        }
-        _ => with_client(
-            "bad_jwt",
-            "the app JWT is malformed (claims must be a JSON object with numeric iat and exp)"
-                .to_owned(),
-        ),
-    }
-            })?;
-    let claims = data.claims;
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                ("expired", "the app JWT has expired".to_owned())
+            }
+            _ => (
+                "bad_jwt",
+                "the app JWT is malformed (claims must be a JSON object with numeric iat and exp)"
+                    .to_owned(),
+            ),
+        })
+}
+
+/// `iat` and `exp` as the contract wants them (not expired, `iat` at most 60 s ahead, a lifetime
+/// of at most 3600 s) and `iss` an account id: the account it names and the expiry.
+fn check_claims(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    now: i64,
+) -> Result<(Option<AccountId>, i64), Why> {
     let (Some(iat), Some(exp)) = (
         numeric_date(claims.get("iat")),
         numeric_date(claims.get("exp")),
     ) else {
-        return Err(with_client(
+        return Err((
             "bad_jwt",
             "the app JWT needs numeric iat and exp claims".to_owned(),
         ));
     };
     if exp <= now {
-        return Err(with_client("expired", "the app JWT has expired".to_owned()));
+        return Err(("expired", "the app JWT has expired".to_owned()));
     }
     if iat > now + MAX_IAT_AHEAD {
-        return Err(with_client(
+        return Err((
             "iat_in_future",
             format!(
                 "the app JWT is issued {} s in the future (at most {MAX_IAT_AHEAD} s allowed); check the app host's clock",
@@ -304,7 +336,7 @@ fn verify_app_jwt(
         ));
     }
     if exp - iat > MAX_LIFETIME {
-        return Err(with_client(
+        return Err((
             "lifetime_too_long",
             format!(
                 "the app JWT lives {} s (exp - iat); at most {MAX_LIFETIME} s allowed",
@@ -313,85 +345,13 @@ fn verify_app_jwt(
         ));
     }
     let account = AccountId::from_json(claims.get("iss")).map_err(|_| {
-        with_client(
+        (
             "bad_iss",
             "the app JWT's iss is not an account id (a positive number or a string of digits)"
                 .to_owned(),
         )
     })?;
-    set.jwt_cache
-        .put(fingerprint, client.clone(), account, exp, now);
-    Ok((client.clone(), account))
-}
-
-/// A verified token, remembered until `exp`.
-struct Cached {
-    client: Arc<Client>,
-    account: Option<AccountId>,
-    exp: i64,
-}
-
-/// Verified app JWTs by the SHA-256 of the exact token text (so the memory per entry is small
-/// whatever the token's size, and a hit means exactly these bytes were verified before).
-#[derive(Default)]
-pub(crate) struct JwtCache {
-    map: Mutex<HashMap<[u8; 32], Cached>>,
-}
-
-impl JwtCache {
-    fn fingerprint(&self, token: &str) -> [u8; 32] {
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        out
-    }
-
-    fn get(&self, key: &[u8; 32], now: i64) -> Option<(Arc<Client>, Option<AccountId>)> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(key) {
-            Some(c) if c.exp > now => Some((c.client.clone(), c.account)),
-            Some(_) => {
-                map.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(
-        &self,
-        key: [u8; 32],
-        client: Arc<Client>,
-        account: Option<AccountId>,
-        exp: i64,
-        now: i64,
-    ) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CACHE_CAP {
-            map.retain(|_, c| c.exp > now);
-            if map.len() >= CACHE_CAP {
-                // Still full of live tokens: forget an eighth of them (they verify again).
-                let drop: Vec<[u8; 32]> = map.keys().take(CACHE_CAP / 8).copied().collect();
-                for k in drop {
-                    map.remove(&k);
-                }
-            }
-        }
-        map.insert(
-            key,
-            Cached {
-                client,
-                account,
-                exp,
-            },
-        );
-    }
-
-    /// Entries held (tests).
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.map.lock().map_or(0, |m| m.len())
-    }
+    Ok((account, exp))
 }
 
 #[cfg(test)]

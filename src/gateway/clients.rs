@@ -5,43 +5,21 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{DnsName, ServerName, SubjectPublicKeyInfoDer};
 
-use super::auth::JwtCache;
 use super::policy::{Glob, Limiter, Rate};
 use crate::account::AccountId;
+use crate::files;
 
 /// Smallest RSA key accepted for an app's JWTs, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// The fields a client table may hold.
-pub const FIELDS: [&str; 9] = [
-    "accounts",
-    "methods",
-    "deny_methods",
-    "read_only",
-    "rate",
-    "key_id",
-    "public_key",
-    "static_key_sha256",
-    "tls_name",
-];
-
 /// Why the clients file could not be loaded. Every message names the file; none holds a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientsError {
-    /// The file cannot be read.
-    #[error("clients file {}: cannot read", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// Not TOML.
     #[error("clients file {}: line {line}: {reason}", path.display())]
     Syntax {
@@ -52,7 +30,17 @@ pub enum ClientsError {
         /// The parser's message.
         reason: String,
     },
-    /// A problem outside any client (top-level keys).
+    /// A problem at a line: a client's field that does not read.
+    #[error("clients file {}: line {line}: {what}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong, naming the client and the field.
+        what: String,
+    },
+    /// A problem with the file as a whole.
     #[error("clients file {}: {reason}", path.display())]
     File {
         /// The file.
@@ -71,7 +59,7 @@ pub enum ClientsError {
         reason: String,
     },
     /// A problem with one field of one client.
-    #[error("clients file {}: client `{client}`: field `{field}` {reason}", path.display())]
+    #[error("clients file {}: client `{client}`: field `{field}`: {reason}", path.display())]
     Field {
         /// The file.
         path: PathBuf,
@@ -211,12 +199,17 @@ impl fmt::Debug for ClientSet {
 }
 
 impl ClientSet {
-    /// Read and validate the clients file. Limiters of clients whose name and rate are unchanged
-    /// since `previous` are carried over.
+    /// Read and validate the clients file (a regular file of at most 1 MiB). Limiters of
+    /// clients whose name and rate are unchanged since `previous` are carried over.
     pub fn load(path: &Path, previous: Option<&ClientSet>) -> Result<ClientSet, ClientsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClientsError::Read {
+        let bytes =
+            files::read_regular(path, files::MAX_CONFIG_FILE).map_err(|e| ClientsError::File {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let text = String::from_utf8(bytes).map_err(|_| ClientsError::File {
             path: path.to_owned(),
-            source,
+            reason: "is not UTF-8 text".to_owned(),
         })?;
         Self::parse(path, &text, previous)
     }
@@ -227,111 +220,67 @@ impl ClientSet {
         text: &str,
         previous: Option<&ClientSet>,
     ) -> Result<ClientSet, ClientsError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let line = e.span().map_or(1, |s| {
-                text[..s.start.min(text.len())].matches('\n').count() + 1
-            });
-            ClientsError::Syntax {
-                path: path.to_owned(),
-                line,
-                reason: one_line(e.message()),
-            }
-        })?;
-        let file_err = |reason: String| ClientsError::File {
-            path: path.to_owned(),
-            reason,
-        };
-        for key in table.keys() {
-            if key != "clients" {
-                return Err(file_err(format!(
-                    "unknown key `{key}` at the top level: the file holds only [clients.NAME] tables"
-                )));
-            }
-        }
-        let entries = match table.get("clients") {
-            None => toml::Table::new(),
-            Some(toml::Value::Table(t)) => t.clone(),
-            Some(_) => {
-                return Err(file_err(
-                    "`clients` must be a table of clients ([clients.NAME])".to_owned(),
-                ));
-            }
-        };
+        let doc = FileDoc::parse(path, text)?;
         let old: HashMap<&str, &Arc<Client>> = previous
             .map(|p| p.clients.iter().map(|c| (&*c.name, c)).collect())
             .unwrap_or_default();
-
-        let mut clients = Vec::with_capacity(entries.len());
+        let mut set = ClientSet {
+            clients: Vec::with_capacity(doc.clients.len()),
+            by_kid: HashMap::new(),
+            static_keys: Vec::new(),
+            tls_names: Vec::new(),
+            jwt_cache: JwtCache::default(),
+        };
         let mut names = HashSet::new();
-        let mut by_kid: HashMap<Arc<str>, Arc<Client>> = HashMap::new();
-        let mut static_keys: Vec<([u8; 32], Arc<Client>)> = Vec::new();
-        let mut tls_names: Vec<(ServerName<'static>, Arc<Client>)> = Vec::new();
-        for (name, value) in &entries {
-            let client_err = |reason: String| ClientsError::Client {
+        for (name, fields) in doc.clients {
+            let client_err = |reason: &str| ClientsError::Client {
                 path: path.to_owned(),
                 client: name.clone(),
-                reason,
+                reason: reason.to_owned(),
             };
-            check_name(name).map_err(client_err)?;
+            check_name(&name).map_err(|e| client_err(&e))?;
             if !names.insert(name.to_ascii_lowercase()) {
                 return Err(client_err(
-                    "another client has the same name in another letter case".to_owned(),
+                    "another client has the same name in another letter case",
                 ));
             }
-            let toml::Value::Table(fields) = value else {
-                return Err(client_err(
-                    "must be a table ([clients.NAME] with its fields)".to_owned(),
-                ));
-            };
-            let mut client = parse_client(path, name, fields)?;
+            let mut client = fields.into_client(&name).map_err(|e| e.at(path, &name))?;
             if let Some(rate) = client.rate()
                 && let Some(prev) = old.get(name.as_str()).and_then(|c| c.limiter())
                 && prev.rate == rate
             {
                 client.limiter = Some(prev.clone());
             }
-            let client = Arc::new(client);
-            if let Some(kid) = &client.auth.key_id
-                && by_kid.insert(kid.clone(), client.clone()).is_some()
-            {
-                return Err(field_err(
-                    path,
-                    name,
-                    "key_id",
-                    "is the key_id of another client too",
+            set.add(Arc::new(client))
+                .map_err(|(field, why)| field_err(path, &name, field, why))?;
+        }
+        Ok(set)
+    }
+
+    /// Index a client for authentication; each way in must belong to one client only.
+    fn add(&mut self, client: Arc<Client>) -> Result<(), (&'static str, &'static str)> {
+        if let Some(kid) = &client.auth.key_id
+            && self.by_kid.insert(kid.clone(), client.clone()).is_some()
+        {
+            return Err(("key_id", "is the key_id of another client too"));
+        }
+        if let Some(hash) = client.auth.static_key_sha256 {
+            if self.static_keys.iter().any(|(h, _)| *h == hash) {
+                return Err((
+                    "static_key_sha256",
+                    "is the static key of another client too",
                 ));
             }
-            if let Some(hash) = client.auth.static_key_sha256 {
-                if static_keys.iter().any(|(h, _)| *h == hash) {
-                    return Err(field_err(
-                        path,
-                        name,
-                        "static_key_sha256",
-                        "is the static key of another client too",
-                    ));
-                }
-                static_keys.push((hash, client.clone()));
-            }
-            if let Some(tls_name) = &client.auth.tls_name {
-                if tls_names.iter().any(|(n, _)| same_name(n, tls_name)) {
-                    return Err(field_err(
-                        path,
-                        name,
-                        "tls_name",
-                        "is the tls_name of another client too",
-                    ));
-                }
-                tls_names.push((tls_name.clone(), client.clone()));
-            }
-            clients.push(client);
+            self.static_keys.push((hash, client.clone()));
         }
-        Ok(ClientSet {
-            clients,
-            by_kid,
-            static_keys,
-            tls_names,
-            jwt_cache: JwtCache::default(),
-        })
+        if let Some(tls_name) = &client.auth.tls_name {
+            if self.tls_names.iter().any(|(n, _)| same_name(n, tls_name)) {
+                return Err(("tls_name", "is the tls_name of another client too"));
+            }
+            self.tls_names.push((tls_name.clone(), client.clone()));
+        }
+        self.clients.push(client);
+        Ok(())
     }
 
     /// "3 clients: billing, crm, ops".
@@ -363,7 +312,7 @@ fn same_name(a: &ServerName<'_>, b: &ServerName<'_>) -> bool {
     }
 }
 
-/// A client name: 1 to 64 letters, digits, `-`, `_`.
+/// A client's name: 1 to 64 letters, digits, `-` and `_`.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err("a name is 1 to 64 characters".to_owned());
@@ -386,146 +335,181 @@ fn field_err(path: &Path, client: &str, field: &'static str, reason: &str) -> Cl
     }
 }
 
-fn parse_client(path: &Path, name: &str, fields: &toml::Table) -> Result<Client, ClientsError> {
-    let bad = |field: &'static str, reason: String| ClientsError::Field {
-        path: path.to_owned(),
-        client: name.to_owned(),
-        field,
-        reason,
-    };
-    for key in fields.keys() {
-        if !FIELDS.contains(&key.as_str()) {
-            return Err(ClientsError::Client {
+/// The clients file as TOML: `[clients.NAME]` tables and nothing else. serde does the reading,
+/// with every field's own validation in its deserializer, so an error names the line, the
+/// client and the field.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    clients: std::collections::BTreeMap<String, Fields>,
+}
+
+impl FileDoc {
+    fn parse(path: &Path, text: &str) -> Result<FileDoc, ClientsError> {
+        let de = toml::de::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let line = e.inner().span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
+            let segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
+            let reason = one_line(e.inner().message());
+            let what = match segments.as_slice() {
+                [c, client, field, ..]
+                    if c == "clients" && !reason.starts_with("unknown field") =>
+                {
+                    format!("client `{client}`: field `{field}`: {reason}")
+                }
+                [c, client, ..] if c == "clients" => format!("client `{client}`: {reason}"),
+                [c] if c == "clients" => {
+                    format!("`clients` must hold [clients.NAME] tables: {reason}")
+                }
+                _ => format!("{reason} (the file holds only [clients.NAME] tables)"),
+            };
+            ClientsError::Line {
                 path: path.to_owned(),
-                client: name.to_owned(),
-                reason: format!(
-                    "unknown field `{key}` (expected one of {})",
-                    FIELDS.join(", ")
-                ),
+                line,
+                what,
+            }
+        })
+    }
+}
+
+/// One `[clients.NAME]` table, each field validated as it is read.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    #[serde(default, deserialize_with = "accounts")]
+    accounts: Vec<AccountId>,
+    #[serde(default)]
+    methods: Vec<Glob>,
+    #[serde(default)]
+    deny_methods: Vec<Glob>,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default, deserialize_with = "rate")]
+    rate: Option<Rate>,
+    #[serde(default, deserialize_with = "key_id")]
+    key_id: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "public_key")]
+    public_key: Option<jsonwebtoken::DecodingKey>,
+    #[serde(default, deserialize_with = "sha256_hex")]
+    static_key_sha256: Option<[u8; 32]>,
+    #[serde(default, deserialize_with = "tls_name")]
+    tls_name: Option<ServerName<'static>>,
+}
+
+/// A problem with a client found after its fields were read.
+struct Invalid {
+    field: Option<&'static str>,
+    reason: &'static str,
+}
+
+impl Invalid {
+    fn at(self, path: &Path, client: &str) -> ClientsError {
+        match self.field {
+            Some(field) => field_err(path, client, field, self.reason),
+            None => ClientsError::Client {
+                path: path.to_owned(),
+                client: client.to_owned(),
+                reason: self.reason.to_owned(),
+            },
+        }
+    }
+}
+
+impl Fields {
+    /// The client, once the fields agree with each other.
+    fn into_client(self, name: &str) -> Result<Client, Invalid> {
+        let auth = match (self.key_id, self.public_key) {
+            (Some(_), None) => Err(Some("key_id")),
+            (None, Some(_)) => Err(Some("public_key")),
+            (key_id, jwt_key) => Ok(ClientAuth {
+                key_id,
+                jwt_key,
+                static_key_sha256: self.static_key_sha256,
+                tls_name: self.tls_name,
+            }),
+        }
+        .map_err(|field| Invalid {
+            field,
+            reason: "key_id and public_key go together: the kid of the app's JWTs and the app's SPKI PEM",
+        })?;
+        if auth.key_id.is_none() && auth.static_key_sha256.is_none() && auth.tls_name.is_none() {
+            return Err(Invalid {
+                field: None,
+                reason: "has no way to authenticate: give it key_id and public_key, static_key_sha256, or tls_name (`voxproxy client add` makes them)",
             });
         }
+        Ok(Client {
+            name: name.into(),
+            accounts: self.accounts,
+            methods: self.methods,
+            deny_methods: self.deny_methods,
+            read_only: self.read_only,
+            limiter: self.rate.map(|r| Arc::new(Limiter::new(r))),
+            auth,
+        })
     }
-    let string = |field: &'static str| -> Result<Option<&str>, ClientsError> {
-        match fields.get(field) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(bad(field, "must be a string".to_owned())),
-        }
-    };
-    let globs = |field: &'static str| -> Result<Vec<Glob>, ClientsError> {
-        match fields.get(field) {
-            None => Ok(Vec::new()),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    toml::Value::String(s) => Glob::parse(s).map_err(|e| bad(field, e)),
-                    _ => Err(bad(field, "must be a list of strings".to_owned())),
-                })
-                .collect(),
-            Some(_) => Err(bad(
-                field,
-                "must be a list of method names or `*` patterns".to_owned(),
-            )),
-        }
-    };
+}
 
-    let accounts = match fields.get("accounts") {
-        None => Vec::new(),
-        Some(toml::Value::Array(items)) => {
-            let mut ids = Vec::with_capacity(items.len());
-            for v in items {
-                let id = match v {
-                    toml::Value::Integer(i) => u64::try_from(*i).ok().and_then(AccountId::new),
-                    toml::Value::String(s) => AccountId::parse(s),
-                    _ => None,
-                };
-                ids.push(id.ok_or_else(|| {
-                    bad(
-                        "accounts",
-                        format!("holds {v}, which is not a positive account id"),
-                    )
-                })?);
-            }
-            if ids.is_empty() {
-                return Err(bad(
-                    "accounts",
-                    "is empty: leave it out to use the first credentials file's account".to_owned(),
-                ));
-            }
-            ids
-        }
-        Some(_) => return Err(bad("accounts", "must be a list of account ids".to_owned())),
-    };
-    let methods = globs("methods")?;
-    let deny_methods = globs("deny_methods")?;
-    let read_only = match fields.get("read_only") {
-        None => false,
-        Some(toml::Value::Boolean(b)) => *b,
-        Some(_) => return Err(bad("read_only", "must be true or false".to_owned())),
-    };
-    let limiter = match string("rate")? {
-        None => None,
-        Some(raw) => Some(Arc::new(Limiter::new(
-            Rate::parse(raw).map_err(|e| bad("rate", e))?,
-        ))),
-    };
+/// A field's own deserializer: read a `T`, then check it with `check`.
+fn checked<'de, D, T, U>(
+    d: D,
+    check: impl FnOnce(T) -> Result<U, String>,
+) -> Result<Option<U>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    let raw = T::deserialize(d)?;
+    check(raw).map(Some).map_err(serde::de::Error::custom)
+}
 
-    let mut auth = ClientAuth::default();
-    match (string("key_id")?, string("public_key")?) {
-        (None, None) => {}
-        (Some(_), None) => {
-            return Err(bad(
-                "key_id",
-                "needs `public_key` (the app's SPKI PEM) beside it".to_owned(),
-            ));
+fn accounts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AccountId>, D::Error> {
+    let ids = checked(d, |ids: Vec<AccountId>| {
+        if ids.is_empty() {
+            Err("is empty: leave it out to use the first credentials file's account".to_owned())
+        } else {
+            Ok(ids)
         }
-        (None, Some(_)) => {
-            return Err(bad(
-                "public_key",
-                "needs `key_id` (the kid of the app's JWTs) beside it".to_owned(),
-            ));
+    })?;
+    Ok(ids.unwrap_or_default())
+}
+
+fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rate>, D::Error> {
+    checked(d, |raw: String| Rate::parse(&raw))
+}
+
+fn key_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+    checked(d, |kid: String| {
+        if kid.is_empty() || kid.len() > 256 || kid.bytes().any(|b| b.is_ascii_control()) {
+            Err("must be 1 to 256 characters, no control characters".to_owned())
+        } else {
+            Ok(kid.into())
         }
-        (Some(kid), Some(pem)) => {
-            if kid.is_empty() || kid.len() > 256 || kid.bytes().any(|b| b.is_ascii_control()) {
-                return Err(bad(
-                    "key_id",
-                    "must be 1 to 256 characters, no control characters".to_owned(),
-                ));
-            }
-            auth.key_id = Some(kid.into());
-            auth.jwt_key = Some(parse_public_key(pem).map_err(|e| bad("public_key", e))?);
-        }
-    }
-    if let Some(hex) = string("static_key_sha256")? {
-        auth.static_key_sha256 = Some(parse_sha256_hex(hex).ok_or_else(|| {
-            bad(
-                "static_key_sha256",
-                "must be 64 hexadecimal characters (the SHA-256 of the key)".to_owned(),
-            )
-        })?);
-    }
-    if let Some(raw) = string("tls_name")? {
-        auth.tls_name = Some(parse_tls_name(raw).map_err(|e| bad("tls_name", e))?);
-    }
-    if auth.key_id.is_none() && auth.static_key_sha256.is_none() && auth.tls_name.is_none() {
-        return Err(ClientsError::Client {
-            path: path.to_owned(),
-            client: name.to_owned(),
-            reason: "has no way to authenticate: give it key_id and public_key, static_key_sha256, or tls_name (`voxproxy client add` makes them)".to_owned(),
-        });
-    }
-    Ok(Client {
-        name: name.into(),
-        accounts,
-        methods,
-        deny_methods,
-        read_only,
-        limiter,
-        auth,
     })
 }
 
-/// Parse an SPKI PEM RSA public key of at least 2048 bits into a JWT verification key.
+fn public_key<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<jsonwebtoken::DecodingKey>, D::Error> {
+    checked(d, |pem: String| parse_public_key(&pem))
+}
+
+fn sha256_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+    checked(d, |text: String| {
+        parse_sha256_hex(&text)
+            .ok_or_else(|| "must be 64 hexadecimal characters (the SHA-256 of the key)".to_owned())
+    })
+}
+
+fn tls_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ServerName<'static>>, D::Error> {
+    checked(d, |raw: String| parse_tls_name(&raw))
+}
+
 pub fn parse_public_key(pem: &str) -> Result<jsonwebtoken::DecodingKey, String> {
     let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
         "is not a PEM public key (expected -----BEGIN PUBLIC KEY-----, an SPKI RSA key)".to_owned()
@@ -571,6 +555,85 @@ pub fn parse_tls_name(raw: &str) -> Result<ServerName<'static>, String> {
     let name = DnsName::try_from(raw.to_owned())
         .map_err(|_| format!("`{raw}` is not a valid DNS name"))?;
     Ok(ServerName::DnsName(name))
+}
+
+/// Most verified JWTs remembered at once.
+pub(crate) const CACHE_CAP: usize = 4096;
+
+/// A verified token, remembered until `exp`.
+struct Cached {
+    client: Arc<Client>,
+    account: Option<AccountId>,
+    exp: i64,
+}
+
+/// Verified app JWTs by the SHA-256 of the exact token text (so the memory per entry is small
+/// whatever the token's size, and a hit means exactly these bytes were verified before).
+#[derive(Default)]
+pub(crate) struct JwtCache {
+    map: Mutex<HashMap<[u8; 32], Cached>>,
+}
+
+impl JwtCache {
+    pub(crate) fn fingerprint(&self, token: &str) -> [u8; 32] {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+
+    pub(crate) fn get(&self, key: &[u8; 32], now: i64) -> Option<(Arc<Client>, Option<AccountId>)> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(key) {
+            Some(c) if c.exp > now => Some((c.client.clone(), c.account)),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn put(
+        &self,
+        key: [u8; 32],
+        client: Arc<Client>,
+        account: Option<AccountId>,
+        exp: i64,
+        now: i64,
+    ) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_CAP {
+            map.retain(|_, c| c.exp > now);
+            if map.len() >= CACHE_CAP {
+                // Still full of live tokens: forget an eighth of them (they verify again).
+                let drop: Vec<[u8; 32]> = map.keys().take(CACHE_CAP / 8).copied().collect();
+                for k in drop {
+                    map.remove(&k);
+                }
+            }
+        }
+        map.insert(
+            key,
+            Cached {
+                client,
+                account,
+                exp,
+            },
+        );
+    }
+
+    /// Entries held (tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().map_or(0, |m| m.len())
+    }
+
+    /// Forget every entry (tests).
+    #[cfg(test)]
+    pub(crate) fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 #[cfg(test)]
@@ -645,11 +708,11 @@ read_only = true
     #[test]
     fn errors_name_file_client_and_field() {
         let cases: &[(&str, &str)] = &[
-            ("x = 1", "unknown key `x` at the top level"),
-            ("clients = 1", "`clients` must be a table"),
+            ("x = 1", "line 1: unknown field `x`, expected `clients`"),
+            ("clients = 1", "`clients` must hold [clients.NAME] tables"),
             (
                 "[clients.a]\nfoo = 1\nstatic_key_sha256 = \"{H}\"",
-                "client `a`: unknown field `foo`",
+                "line 2: client `a`: unknown field `foo`, expected one of `accounts`",
             ),
             (
                 "[clients.\"a b\"]\nstatic_key_sha256 = \"{H}\"",
@@ -658,47 +721,47 @@ read_only = true
             ("[clients.a]\n", "client `a`: has no way to authenticate"),
             (
                 "[clients.a]\nstatic_key_sha256 = \"abc\"",
-                "client `a`: field `static_key_sha256` must be 64 hexadecimal",
+                "line 2: client `a`: field `static_key_sha256`: must be 64 hexadecimal",
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = \"0/s\"",
-                "client `a`: field `rate` `0/s` is not a rate",
+                "line 3: client `a`: field `rate`: `0/s` is not a rate",
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = 5",
-                "field `rate` must be a string",
+                "field `rate`: invalid type: integer `5`, expected a string",
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\nmethods = [\"Get?\"]",
-                "client `a`: field `methods` `Get?` holds",
+                "client `a`: field `methods`: `Get?` holds",
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\ndeny_methods = \"Del*\"",
-                "field `deny_methods` must be a list",
+                "field `deny_methods`: invalid type: string \"Del*\", expected a sequence",
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = [0]",
-                "field `accounts` holds 0",
+                "field `accounts`: 0 is not a positive account id",
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = []",
-                "field `accounts` is empty",
+                "field `accounts`: is empty",
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\nread_only = \"yes\"",
-                "field `read_only` must be true or false",
+                "field `read_only`: invalid type: string \"yes\", expected a boolean",
             ),
             (
                 "[clients.a]\nkey_id = \"k\"",
-                "field `key_id` needs `public_key`",
+                "field `key_id`: key_id and public_key go together",
             ),
             (
                 "[clients.a]\nkey_id = \"k\"\npublic_key = \"nope\"",
-                "field `public_key` is not a PEM public key",
+                "field `public_key`: is not a PEM public key",
             ),
             (
                 "[clients.a]\ntls_name = \"*.x.y\"",
-                "field `tls_name` `*.x.y` holds a wildcard",
+                "field `tls_name`: `*.x.y` holds a wildcard",
             ),
             ("[clients.a]\ntls_name = \"10.0.0.1\"", "is an IP address"),
             (
@@ -707,11 +770,11 @@ read_only = true
             ),
             (
                 "[clients.a]\nstatic_key_sha256 = \"{H}\"\n[clients.b]\nstatic_key_sha256 = \"{H}\"",
-                "client `b`: field `static_key_sha256` is the static key of another client",
+                "client `b`: field `static_key_sha256`: is the static key of another client",
             ),
             (
                 "[clients.a]\ntls_name = \"a.x\"\n[clients.b]\ntls_name = \"A.X\"",
-                "client `b`: field `tls_name` is the tls_name of another client",
+                "client `b`: field `tls_name`: is the tls_name of another client",
             ),
             (
                 "[clients.a]\ntls_name = \"a.x\"\n[clients.A]\ntls_name = \"b.x\"",
@@ -741,7 +804,7 @@ read_only = true
         );
         let err = parse(&text).err().unwrap();
         assert!(
-            err.contains("client `b`: field `key_id` is the key_id of another client"),
+            err.contains("client `b`: field `key_id`: is the key_id of another client"),
             "{err}"
         );
     }

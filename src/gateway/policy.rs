@@ -60,10 +60,10 @@ pub async fn authorize(
 }
 
 /// The client-rate stage: 429 `client_rate_limited` with `Retry-After` when over the client's
-/// `rate`, counted in `voxproxy_client_rate_limited_total`.
+/// `rate`, counted in `voxproxy_rate_limited_total{scope="client"}`.
 pub fn check_client_rate(id: &Identity, metrics: &Metrics) -> Result<(), ProxyError> {
     id.client.check_rate().inspect_err(|_| {
-        metrics.policy_refusal("rate", &id.client.name);
+        metrics.rate_limited("client", Some(&id.client.name));
     })
 }
 
@@ -72,8 +72,16 @@ const MAX_GLOB_LEN: usize = 64;
 
 /// An API-method pattern: letters, digits, `_` and `*` (any run of characters), matched ignoring
 /// ASCII letter case.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Glob(Box<str>);
+
+impl TryFrom<String> for Glob {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Glob, String> {
+        Glob::parse(&raw)
+    }
+}
 
 impl Glob {
     /// Parse a pattern such as `Get*` or `SetUserInfo`.

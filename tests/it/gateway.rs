@@ -955,7 +955,7 @@ async fn over_the_rate_is_429_with_retry_after_and_then_recovers() {
     assert_eq!(resp.status, 200, "recovered after Retry-After");
     let metrics = gw.metrics().await;
     assert!(
-        metrics.contains("voxproxy_client_rate_limited_total{client=\"busy\"} 1"),
+        metrics.contains("voxproxy_rate_limited_total{scope=\"client\",client=\"busy\"} 1"),
         "{metrics}"
     );
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::*;
 use crate::credentials::pem_encode as pem;
+use crate::gateway::clients::CACHE_CAP;
 use crate::gateway::clients::static_key_sha256;
 
 fn acct(n: u64) -> AccountId {
@@ -398,7 +399,7 @@ fn tls_client_certificate_by_dns_name() {
 fn nothing_at_all_is_missing_and_counted() {
     let f = fixture();
     assert_eq!(reason(run(&f, &HeaderMap::new())), "missing");
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(false);
     let err = authenticate(&f.set, &HeaderMap::new(), None, &metrics).unwrap_err();
     assert_eq!(err.kind, ErrorKind::ClientUnauthenticated);
     let _ = authenticate(
@@ -426,7 +427,7 @@ fn secrets_never_reach_messages() {
         &f.set,
         &headers(&[("proxy-authorization", &format!("Bearer {wrong}"))]),
         None,
-        &Metrics::new(),
+        &Metrics::new(false),
     )
     .unwrap_err();
     assert!(!err.msg.contains(wrong));
@@ -435,7 +436,7 @@ fn secrets_never_reach_messages() {
         &f.set,
         &headers(&[("authorization", &bearer_of(&jwt))]),
         None,
-        &Metrics::new(),
+        &Metrics::new(false),
     )
     .unwrap_err();
     assert!(!err.msg.contains(&jwt[..20]));
@@ -454,14 +455,14 @@ fn bench_authentication_per_request() {
         // Warm up.
         for _ in 0..100 {
             if fresh_cache {
-                f.set.jwt_cache.map.lock().unwrap().clear();
+                f.set.jwt_cache.clear();
             }
             authenticate_at(&f.set, h, None, now).ok().unwrap();
         }
         let start = Instant::now();
         for _ in 0..n {
             if fresh_cache {
-                f.set.jwt_cache.map.lock().unwrap().clear();
+                f.set.jwt_cache.clear();
             }
             std::hint::black_box(authenticate_at(&f.set, h, None, now).ok().unwrap());
         }
