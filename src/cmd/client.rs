@@ -78,16 +78,62 @@ fn add(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     // Everything is checked before anything is generated or written.
+    let accounts = checked_args(args)?;
+    let existing = read_existing(path)?;
+    let mut doc = editable(path, existing.as_deref(), &args.name)?;
+    let auth = match &args.out {
+        Some(out_path) => {
+            let out_path = PathBuf::from(out_path);
+            if out_path.symlink_metadata().is_ok() {
+                return Err(config_err(anyhow!(
+                    "--out {}: exists already; voxproxy does not overwrite credentials",
+                    out_path.display()
+                )));
+            }
+            let account = match accounts.first() {
+                Some(a) => *a,
+                None => first_credentials_account(settings)?,
+            };
+            NewAuth::app(out_path, account)?
+        }
+        None if args.static_key => NewAuth::StaticKey(new_static_key()?),
+        None => NewAuth::TlsName(args.tls_name.clone().unwrap_or_default()),
+    };
+    let mut table = policy_table(args, &accounts);
+    auth.describe(&mut table);
+    let text = with_client(&mut doc, path, &args.name, table)?;
+    if let NewAuth::App {
+        path: out_path,
+        json,
+        ..
+    } = &auth
+    {
+        write_new_private(out_path, json)?;
+    }
+    if let Err(e) = write_atomic(path, text.as_bytes(), existing.is_none()) {
+        if let NewAuth::App { path: out_path, .. } = &auth {
+            let _ = std::fs::remove_file(out_path);
+        }
+        return Err(e.into());
+    }
+    auth.report(out, path, &args.name)
+}
+
+/// Check every flag of `client add`; the accounts it names.
+fn checked_args(args: &ClientAddArgs) -> Result<Vec<AccountId>, Failure> {
     let name = args.name.as_str();
     check_name(name).map_err(|e| config_err(anyhow!("client name `{name}`: {e}")))?;
-    let mut accounts = Vec::with_capacity(args.accounts.len());
-    for raw in &args.accounts {
-        accounts.push(AccountId::parse(raw).ok_or_else(|| {
-            config_err(anyhow!(
-                "--account {raw}: must be a positive decimal integer"
-            ))
-        })?);
-    }
+    let accounts = args
+        .accounts
+        .iter()
+        .map(|raw| {
+            AccountId::parse(raw).ok_or_else(|| {
+                config_err(anyhow!(
+                    "--account {raw}: must be a positive decimal integer"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     for (flag, globs) in [
         ("--method", &args.methods),
         ("--deny-method", &args.deny_methods),
@@ -102,59 +148,44 @@ fn add(
     if let Some(tls_name) = &args.tls_name {
         parse_tls_name(tls_name).map_err(|e| config_err(anyhow!("--tls-name: {e}")))?;
     }
-    let existing = read_existing(path)?;
-    let mut doc = match &existing {
-        Some(text) => {
-            // Only a file that loads may be edited: a broken one is the operator's to fix.
-            let set = ClientSet::parse(path, text, None).map_err(config_err)?;
-            if let Some(c) = set
-                .clients
-                .iter()
-                .find(|c| c.name.eq_ignore_ascii_case(name))
-            {
-                return Err(config_err(anyhow!(
-                    "clients file {}: a client named `{}` exists already; remove it first or pick another name",
-                    path.display(),
-                    c.name
-                )));
-            }
-            parse_doc(path, text)?
-        }
-        None => DocumentMut::new(),
-    };
-    let app_file = match &args.out {
-        Some(out_path) => {
-            let out_path = PathBuf::from(out_path);
-            if out_path.symlink_metadata().is_ok() {
-                return Err(config_err(anyhow!(
-                    "--out {}: exists already; voxproxy does not overwrite credentials",
-                    out_path.display()
-                )));
-            }
-            let account = match accounts.first() {
-                Some(a) => *a,
-                None => first_credentials_account(settings)?,
-            };
-            Some((out_path, account))
-        }
-        None => None,
-    };
+    Ok(accounts)
+}
 
+/// The clients file as an editable document; only a file that loads may be edited (a broken
+/// one is the operator's to fix), and it must not hold a client called `name` already.
+fn editable(path: &Path, existing: Option<&str>, name: &str) -> Result<DocumentMut, Failure> {
+    let Some(text) = existing else {
+        return Ok(DocumentMut::new());
+    };
+    let set = ClientSet::parse(path, text, None).map_err(config_err)?;
+    if let Some(c) = set
+        .clients
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name))
+    {
+        return Err(config_err(anyhow!(
+            "clients file {}: a client named `{}` exists already; remove it first or pick another name",
+            path.display(),
+            c.name
+        )));
+    }
+    parse_doc(path, text)
+}
+
+/// The new client's policy fields, as `client add` was told.
+fn policy_table(args: &ClientAddArgs, accounts: &[AccountId]) -> Table {
     let mut table = Table::new();
     if !accounts.is_empty() {
-        table.insert(
-            "accounts",
-            value(accounts.iter().map(|a| a.get() as i64).collect::<Array>()),
-        );
+        let ids: Array = accounts.iter().map(|a| a.get() as i64).collect();
+        table.insert("accounts", value(ids));
     }
-    if !args.methods.is_empty() {
-        table.insert("methods", value(args.methods.iter().collect::<Array>()));
-    }
-    if !args.deny_methods.is_empty() {
-        table.insert(
-            "deny_methods",
-            value(args.deny_methods.iter().collect::<Array>()),
-        );
+    for (key, globs) in [
+        ("methods", &args.methods),
+        ("deny_methods", &args.deny_methods),
+    ] {
+        if !globs.is_empty() {
+            table.insert(key, value(globs.iter().collect::<Array>()));
+        }
     }
     if args.read_only {
         table.insert("read_only", value(true));
@@ -162,35 +193,17 @@ fn add(
     if let Some(rate) = &args.rate {
         table.insert("rate", value(rate.trim()));
     }
-    let mut static_key = None;
-    let mut app_json = None;
-    if let Some((_, account)) = &app_file {
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .map_err(|_| anyhow!("generating an RSA key failed"))?;
-        let pkcs8: Pkcs8V1Der = pair
-            .as_der()
-            .map_err(|_| anyhow!("encoding the RSA key failed"))?;
-        let spki: PublicKeyX509Der = pair
-            .public_key()
-            .as_der()
-            .map_err(|_| anyhow!("encoding the public key failed"))?;
-        let key_id = uuid::Uuid::new_v4().to_string();
-        table.insert("key_id", value(key_id.as_str()));
-        table.insert("public_key", value(pem("PUBLIC KEY", spki.as_ref())));
-        let json = serde_json::json!({
-            "account_id": account,
-            "key_id": key_id,
-            "private_key": pem("PRIVATE KEY", pkcs8.as_ref()),
-        });
-        app_json = Some(serde_json::to_vec_pretty(&json).context("encoding app credentials")?);
-    } else if args.static_key {
-        let key = new_static_key()?;
-        table.insert("static_key_sha256", value(static_key_sha256(&key)));
-        static_key = Some(key);
-    } else if let Some(tls_name) = &args.tls_name {
-        table.insert("tls_name", value(tls_name.as_str()));
-    }
+    table
+}
 
+/// Insert the client's table into the document; the resulting text, checked to load as `serve`
+/// would load it.
+fn with_client(
+    doc: &mut DocumentMut,
+    path: &Path,
+    name: &str,
+    table: Table,
+) -> Result<String, Failure> {
     let clients = doc
         .entry("clients")
         .or_insert_with(|| {
@@ -207,42 +220,101 @@ fn add(
         })?;
     clients.insert(name, Item::Table(table));
     let text = doc.to_string();
-    // What is written must load: the same validation `serve` applies.
     ClientSet::parse(path, &text, None)
         .map_err(|e| anyhow!("the edited clients file would not load (a voxproxy bug): {e}"))?;
+    Ok(text)
+}
 
-    if let (Some((out_path, _)), Some(json)) = (&app_file, &app_json) {
-        write_new_private(out_path, json)?;
+/// How a new client authenticates, with the secret it is handed once.
+enum NewAuth {
+    /// A Voximplant-format credentials file for the app (a fresh RSA key).
+    App {
+        path: PathBuf,
+        account: AccountId,
+        key_id: String,
+        public_pem: String,
+        json: Vec<u8>,
+    },
+    /// A static key, printed once.
+    StaticKey(String),
+    /// A TLS client certificate's DNS name.
+    TlsName(String),
+}
+
+impl NewAuth {
+    /// A fresh RSA-2048 key and the app's `credentials.json` for `account`.
+    fn app(path: PathBuf, account: AccountId) -> Result<NewAuth, Failure> {
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| anyhow!("generating an RSA key failed"))?;
+        let pkcs8: Pkcs8V1Der = pair
+            .as_der()
+            .map_err(|_| anyhow!("encoding the RSA key failed"))?;
+        let spki: PublicKeyX509Der = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| anyhow!("encoding the public key failed"))?;
+        let key_id = uuid::Uuid::new_v4().to_string();
+        let json = serde_json::json!({
+            "account_id": account,
+            "key_id": key_id,
+            "private_key": pem("PRIVATE KEY", pkcs8.as_ref()),
+        });
+        Ok(NewAuth::App {
+            path,
+            account,
+            key_id,
+            public_pem: pem("PUBLIC KEY", spki.as_ref()),
+            json: serde_json::to_vec_pretty(&json).context("encoding app credentials")?,
+        })
     }
-    if let Err(e) = write_atomic(path, text.as_bytes(), existing.is_none()) {
-        if let Some((out_path, _)) = &app_file {
-            let _ = std::fs::remove_file(out_path);
+
+    /// The fields the clients file keeps (never a secret: a public key, a hash, a name).
+    fn describe(&self, table: &mut Table) {
+        match self {
+            NewAuth::App {
+                key_id, public_pem, ..
+            } => {
+                table.insert("key_id", value(key_id.as_str()));
+                table.insert("public_key", value(public_pem.as_str()));
+            }
+            NewAuth::StaticKey(key) => {
+                table.insert("static_key_sha256", value(static_key_sha256(key)));
+            }
+            NewAuth::TlsName(name) => {
+                table.insert("tls_name", value(name.as_str()));
+            }
         }
-        return Err(e.into());
     }
-    match (&app_file, &static_key) {
-        (_, Some(key)) => {
-            writeln!(out, "{key}")?;
-            eprintln!(
-                "voxproxy: added client `{name}` to {}; its static key is on stdout and is shown only this once",
-                path.display()
-            );
+
+    /// Tell the operator what was done; a static key goes alone on stdout.
+    fn report(&self, out: &mut dyn Write, path: &Path, name: &str) -> Result<(), Failure> {
+        match self {
+            NewAuth::StaticKey(key) => {
+                writeln!(out, "{key}")?;
+                eprintln!(
+                    "voxproxy: added client `{name}` to {}; its static key is on stdout and is shown only this once",
+                    path.display()
+                );
+            }
+            NewAuth::App {
+                path: out_path,
+                account,
+                ..
+            } => writeln!(
+                out,
+                "added client `{name}` to {}; its app credentials (account {account}) are in {} (mode 0600): give that file to the app as its credentials.json and keep it secret",
+                path.display(),
+                out_path.display()
+            )?,
+            NewAuth::TlsName(tls_name) => writeln!(
+                out,
+                "added client `{name}` to {}; it authenticates with a TLS client certificate for {tls_name}",
+                path.display(),
+            )?,
         }
-        (Some((out_path, account)), None) => writeln!(
-            out,
-            "added client `{name}` to {}; its app credentials (account {account}) are in {} (mode 0600): give that file to the app as its credentials.json and keep it secret",
-            path.display(),
-            out_path.display()
-        )?,
-        (None, None) => writeln!(
-            out,
-            "added client `{name}` to {}; it authenticates with a TLS client certificate for {}",
-            path.display(),
-            args.tls_name.as_deref().unwrap_or("")
-        )?,
+        out.flush()?;
+        Ok(())
     }
-    out.flush()?;
-    Ok(())
 }
 
 /// The first credentials file's account (the app's `account_id` when `--account` is not given).

@@ -23,6 +23,37 @@ pub fn init(
 ) -> Result<(), Failure> {
     use anyhow::Context as _;
 
+    let sans = subject_names(names)?;
+    let files = [
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
+    let existing: Vec<String> = files
+        .iter()
+        .filter(|f| f.symlink_metadata().is_ok())
+        .map(|f| f.display().to_string())
+        .collect();
+    if !existing.is_empty() && !force {
+        return Err(config_err(anyhow::anyhow!(
+            "tls init: {} exist(s) already; nothing was changed (use --force to replace all three)",
+            existing.join(", ")
+        )));
+    }
+    let issued = make_local_pki(&sans).context("tls init: making the certificates")?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("tls init: cannot create {}", dir.display()))?;
+    write_all_or_none(&[
+        (&files[0], issued.ca_pem.as_bytes(), 0o644),
+        (&files[1], issued.cert_pem.as_bytes(), 0o600),
+        (&files[2], issued.key_pem.as_bytes(), 0o600),
+    ])?;
+    super::write_out(out, usage(&files, &sans).as_bytes())
+}
+
+/// The server certificate's names: `localhost`, `127.0.0.1`, `::1` and each `--name`
+/// (canonical, each once); an IP literal becomes an IP SAN.
+fn subject_names(names: &[String]) -> Result<Vec<String>, Failure> {
     let mut sans: Vec<String> = INIT_NAMES.iter().map(|s| (*s).to_owned()).collect();
     for raw in names {
         let name = raw.trim();
@@ -45,36 +76,17 @@ pub fn init(
             sans.push(canonical);
         }
     }
-    let files = [
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    ];
-    let existing: Vec<String> = files
-        .iter()
-        .filter(|f| f.symlink_metadata().is_ok())
-        .map(|f| f.display().to_string())
-        .collect();
-    if !existing.is_empty() && !force {
-        return Err(config_err(anyhow::anyhow!(
-            "tls init: {} exist(s) already; nothing was changed (use --force to replace all three)",
-            existing.join(", ")
-        )));
-    }
+    Ok(sans)
+}
 
-    let issued = make_local_pki(&sans).context("tls init: making the certificates")?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("tls init: cannot create {}", dir.display()))?;
-    // Write all three to temporary names first, then rename: either every file is new or none.
-    let contents = [
-        (&files[0], issued.ca_pem.as_bytes(), 0o644),
-        (&files[1], issued.cert_pem.as_bytes(), 0o600),
-        (&files[2], issued.key_pem.as_bytes(), 0o600),
-    ];
+/// Write every file to a temporary name first, then rename each over its target: either every
+/// file is new or none is.
+fn write_all_or_none(files: &[(&PathBuf, &[u8], u32)]) -> Result<(), Failure> {
+    use anyhow::Context as _;
     let mut staged = Vec::new();
-    for (path, bytes, mode) in contents {
+    for (path, bytes, mode) in files {
         let tmp = tmp_name(path);
-        if let Err(e) = write_mode(&tmp, bytes, mode) {
+        if let Err(e) = write_mode(&tmp, bytes, *mode) {
             for t in &staged {
                 let _ = std::fs::remove_file(t);
             }
@@ -85,14 +97,18 @@ pub fn init(
         }
         staged.push(tmp);
     }
-    for (tmp, path) in staged.iter().zip(&files) {
+    for (tmp, (path, _, _)) in staged.iter().zip(files) {
         std::fs::rename(tmp, path)
             .with_context(|| format!("tls init: cannot write {}", path.display()))?;
     }
+    Ok(())
+}
 
+/// What `tls init` prints: what it wrote, the settings to use, how each client trusts the CA.
+fn usage(files: &[PathBuf; 3], sans: &[String]) -> String {
     let shown = |p: &Path| p.display().to_string();
     let (ca, cert, key) = (shown(&files[0]), shown(&files[1]), shown(&files[2]));
-    let text = format!(
+    format!(
         "wrote {ca} (the local CA; its private key was discarded after signing)
 wrote {cert} and {key} (mode 0600): the server certificate for {names}, valid for {INIT_VALIDITY_DAYS} days
 
@@ -110,11 +126,7 @@ Make each client trust {ca}:
   curl:  curl --cacert {ca} https://127.0.0.1:8443/platform_api/GetAccountInfo/
 ",
         names = sans.join(", "),
-    );
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context("writing to stdout")?;
-    Ok(())
+    )
 }
 
 /// OID of the basicConstraints extension (RFC 5280 4.2.1.9).

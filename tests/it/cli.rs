@@ -1,6 +1,7 @@
 //! `voxproxy token` and `voxproxy check` through the real binary.
 
 use crate::support::certs::Creds;
+use crate::support::now;
 use crate::support::process::run;
 use crate::support::upstream::verify;
 
@@ -11,13 +12,6 @@ fn decode(jwt: &str, creds: &Creds) -> crate::support::upstream::Jwt {
         .into_iter()
         .collect();
     verify(&h, &keys).unwrap()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[test]

@@ -7,11 +7,9 @@ use http::{Method, Request, Version};
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
 
-use crate::support::Rig;
 use crate::support::http::{body, get, raw, send, send_h2};
 use crate::support::upstream::{Options, pattern};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::support::{BoxError, Rig};
 
 #[tokio::test]
 async fn get_with_query_is_forwarded_with_a_minted_token() {

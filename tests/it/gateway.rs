@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
 use aws_lc_rs::signature::KeyPair as _;
@@ -21,8 +21,7 @@ use crate::support::http::{Resp, body, get, send};
 use crate::support::process::{self, Voxproxy};
 use crate::support::tls::try_send_tls;
 use crate::support::upstream::{Options, Upstream};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::support::{BoxError, now};
 
 /// The service account's id (the credentials file's), and two more the tests use.
 const MAIN: u64 = 1_000_001;
@@ -138,13 +137,6 @@ impl Gw {
         assert_eq!(resp.status, 200, "the admin paths need no client key");
         String::from_utf8(resp.body.to_vec()).unwrap()
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// An app that signs its own JWTs (what an official client does with its credentials file).

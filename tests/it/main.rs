@@ -11,6 +11,7 @@ mod failures;
 mod forwarding;
 mod gateway;
 mod interop;
+mod layers;
 mod lifecycle;
 mod observability;
 mod reload;

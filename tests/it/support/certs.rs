@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::KeyPair as _;
-use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -123,17 +122,8 @@ impl RsaKey {
     }
 }
 
-/// PEM-encode DER.
-pub fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
+/// PEM-encode DER (the library's own encoder).
+pub use voxproxy::credentials::pem_encode as pem;
 
 /// A Voximplant credentials file and its key.
 pub struct Creds {

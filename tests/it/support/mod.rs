@@ -9,10 +9,22 @@ pub mod tls;
 pub mod upstream;
 
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use certs::Creds;
 use process::Voxproxy;
 use upstream::{Options, Upstream};
+
+/// Errors inside bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Now, in whole seconds since the Unix epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
 
 /// A proxy in front of a mock upstream, with one credentials file.
 pub struct Rig {

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -24,8 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
 
 use super::certs::Pki;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::{BoxError, now};
 
 /// What a verified JWT said.
 #[derive(Debug, Clone)]
@@ -172,13 +171,6 @@ impl Upstream {
     pub fn clear(&self) {
         self.records.lock().unwrap().clear();
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// Verify a bearer token the way Voximplant would.
