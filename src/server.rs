@@ -17,11 +17,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::ListenAddr;
-use crate::proxy::{ConnInfo, Peer, Proxy};
+use crate::proxy::{Activity, ConnInfo, Peer, Proxy};
 use crate::tls::{Inbound, Io};
 
-/// Time a client gets to send a complete request head (slow-loris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a client gets to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most header fields in a request.
@@ -142,17 +140,30 @@ pub fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
 pub struct Endpoint {
     /// The socket.
     pub listener: Listener,
-    /// What connections from it serve (`peer` is filled in per connection).
-    pub info: ConnInfo,
+    /// Its connections serve `/healthz`, `/readyz`, `/metrics`.
+    pub admin: bool,
+    /// Its connections forward API requests (false on the admin listener).
+    pub proxy: bool,
     /// Inbound TLS, when this is a TLS listener.
     pub tls: Option<Arc<Inbound>>,
 }
 
-fn http_builder() -> auto::Builder<TokioExecutor> {
+/// How connections are served.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `client_idle_timeout`: a connection on which nothing happens for this long is closed.
+    pub client_idle: Duration,
+    /// `shutdown_grace`: how long in-flight requests get once shutdown starts.
+    pub grace: Duration,
+}
+
+fn http_builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // hyper's head timer also runs while a keep-alive connection waits for its next request,
+    // so it must allow the whole idle timeout; a slow head (slowloris) is cut by it too.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.client_idle)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
@@ -166,88 +177,138 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
 }
 
 /// Serve `endpoints` until `shutdown` completes, then stop accepting and give in-flight requests
-/// up to `grace` to finish.
+/// up to `limits.grace` to finish.
 pub async fn run(
     proxy: Arc<Proxy>,
     endpoints: Vec<Endpoint>,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    limits: Limits,
 ) {
     let graceful = Arc::new(GracefulShutdown::new());
-    let builder = Arc::new(http_builder());
+    let builder = Arc::new(http_builder(limits));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accept_loops = tokio::task::JoinSet::new();
     for ep in endpoints {
-        let proxy = proxy.clone();
-        let builder = builder.clone();
-        let graceful = graceful.clone();
-        let mut stop = stop_rx.clone();
-        let info = Arc::new(ep.info);
-        let tls = ep.tls;
-        accept_loops.spawn(async move {
-            loop {
-                let accepted: io::Result<(Box<dyn Io>, Peer)> = tokio::select! {
-                    _ = stop.changed() => break,
-                    r = accept(&ep.listener) => r,
-                };
-                let (io, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // EMFILE and friends: back off a little instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let proxy = proxy.clone();
-                let builder = builder.clone();
-                let info = info.clone();
-                let tls = tls.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let (io, peer_cert): (Box<dyn Io>, _) = match tls {
-                        None => (io, None),
-                        Some(tls) => {
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await
-                            {
-                                Ok(Ok((stream, cert))) => (Box::new(stream), cert),
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            }
-                        }
-                    };
-                    let info = Arc::new(ConnInfo {
-                        peer,
-                        peer_cert,
-                        ..(*info).clone()
-                    });
-                    let service = service_fn(move |req| proxy.clone().handle(req, info.clone()));
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        });
+        let server = Conns {
+            proxy: proxy.clone(),
+            builder: builder.clone(),
+            limits,
+        };
+        accept_loops.spawn(server.accept_loop(ep, graceful.clone(), stop_rx.clone()));
     }
     shutdown.await;
     let _ = stop_tx.send(true);
     while accept_loops.join_next().await.is_some() {}
     tracing::info!(
-        grace_secs = grace.as_secs_f64(),
+        grace_secs = limits.grace.as_secs_f64(),
         "stopped accepting; waiting for in-flight requests"
     );
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return;
     };
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(limits.grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// One accepted connection, before it is served.
+struct Conn {
+    peer: Peer,
+    admin: bool,
+    proxy: bool,
+    tls: Option<Arc<Inbound>>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+/// What serving a connection takes. (Not the `GracefulShutdown` itself: connections hold only
+/// a watcher, so once the accept loops end, shutdown can take it back and wait for them.)
+#[derive(Clone)]
+struct Conns {
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+}
+
+impl Conns {
+    /// Accept connections on `ep` until `stop` changes, each served by its own task.
+    async fn accept_loop(
+        self,
+        ep: Endpoint,
+        graceful: Arc<GracefulShutdown>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let accepted: io::Result<(Box<dyn Io>, Peer)> = tokio::select! {
+                _ = stop.changed() => break,
+                r = accept(&ep.listener) => r,
+            };
+            match accepted {
+                Ok((io, peer)) => {
+                    let conn = Conn {
+                        peer,
+                        admin: ep.admin,
+                        proxy: ep.proxy,
+                        tls: ep.tls.clone(),
+                        watcher: graceful.watcher(),
+                    };
+                    tokio::spawn(self.clone().serve(io, conn));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// One connection: the TLS handshake when the listener has TLS, then HTTP/1.1 or HTTP/2
+    /// until the client closes, the connection is idle for `client_idle_timeout`, or shutdown.
+    async fn serve(self, io: Box<dyn Io>, conn: Conn) {
+        let Conn {
+            peer,
+            admin,
+            proxy,
+            tls,
+            watcher,
+        } = conn;
+        let (io, peer_cert): (Box<dyn Io>, _) = match tls {
+            None => (io, None),
+            Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await {
+                Ok(Ok((stream, cert))) => (Box::new(stream), cert),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            },
+        };
+        let info = Arc::new(ConnInfo {
+            admin,
+            proxy,
+            peer,
+            peer_cert,
+            activity: Activity::default(),
+        });
+        let for_requests = info.clone();
+        let handler = self.proxy;
+        let service = service_fn(move |req| handler.clone().handle(req, for_requests.clone()));
+        let conn = watcher.watch(
+            self.builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned(),
+        );
+        tokio::select! {
+            r = conn => if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            },
+            () = info.activity.idle(self.limits.client_idle) => {
+                tracing::debug!(peer = %info.peer, "closing an idle connection");
+            }
+        }
     }
 }
 

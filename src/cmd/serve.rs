@@ -16,13 +16,16 @@ use crate::credentials::{self, CredentialSet};
 use crate::error::{Failure, config_err};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::proxy::forward::Forwarder;
-use crate::proxy::{ConnInfo, Peer, Proxy};
 use crate::server::{self, Endpoint};
 use crate::systemd::{self, NotifyState};
 use crate::tls::{ClientCerts, Inbound, TlsFiles};
 use crate::token::{self, CacheConfig, SystemClock, TokenCache};
 use crate::{reload, upstream};
+
+/// Placeholder until the `client_idle_timeout` setting lands with the settings rework.
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Most child-account tokens cached at once.
 const MAX_CHILD_TOKENS: usize = 10_000;
@@ -179,17 +182,12 @@ fn endpoints(
     // every app; they need admin_listen there.
     let main_admin = settings.admin_listen.is_none()
         && !(gateway && main.iter().any(|l| !l.addr().is_loopback()));
-    let info = |admin, proxy| ConnInfo {
-        admin,
-        proxy,
-        peer: Peer::Unix,
-        peer_cert: None,
-    };
     let mut endpoints: Vec<Endpoint> = main
         .into_iter()
         .map(|listener| Endpoint {
             listener,
-            info: info(main_admin, true),
+            admin: main_admin,
+            proxy: true,
             tls: tls.clone(),
         })
         .collect();
@@ -202,7 +200,8 @@ fn endpoints(
         })?;
         endpoints.extend(admin.into_iter().map(|listener| Endpoint {
             listener,
-            info: info(true, false),
+            admin: true,
+            proxy: false,
             tls: None,
         }));
     }
@@ -222,8 +221,8 @@ async fn serve(
     for ep in &endpoints {
         tracing::info!(
             listen = %ep.listener.describe(),
-            admin = ep.info.admin,
-            proxy = ep.info.proxy,
+            admin = ep.admin,
+            proxy = ep.proxy,
             tls = ep.tls.is_some(),
             upstream = %settings.upstream,
             "listening"
@@ -248,7 +247,11 @@ async fn serve(
         systemd::notify(&[NotifyState::Stopping]);
         tracing::info!("shutdown signal received");
     };
-    server::run(proxy, endpoints, shutdown, settings.shutdown_grace).await;
+    let limits = server::Limits {
+        client_idle: CLIENT_IDLE_TIMEOUT,
+        grace: settings.shutdown_grace,
+    };
+    server::run(proxy, endpoints, shutdown, limits).await;
     let _ = stop_tx.send(true);
     let _ = refresher.await;
     let _ = reloader.await;

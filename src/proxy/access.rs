@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use std::future::Future as _;
 
 use super::ConnInfo;
 use crate::account::AccountId;
@@ -58,6 +59,8 @@ pub struct Record {
     pub upstream: Option<Duration>,
     /// Request body bytes read, shared with the body on its way upstream.
     pub bytes_in: Option<Arc<AtomicU64>>,
+    /// How long the response body may send nothing (an upstream's body: `request_timeout`).
+    pub body_timeout: Option<Duration>,
     /// The response status, once a head exists.
     status: Option<StatusCode>,
     bytes_out: u64,
@@ -79,6 +82,7 @@ impl Record {
         if counted {
             metrics.in_flight.inc();
         }
+        conn.activity.touch();
         Record {
             metrics: metrics.clone(),
             gateway,
@@ -98,10 +102,16 @@ impl Record {
             reason: None,
             upstream: None,
             bytes_in: None,
+            body_timeout: None,
             status: None,
             bytes_out: 0,
             written: false,
         }
+    }
+
+    /// The connection the request came on.
+    pub fn conn(&self) -> &Arc<ConnInfo> {
+        &self.conn
     }
 
     /// voxproxy answers with `err`: the access line carries its kind and reason; a failure on
@@ -123,9 +133,20 @@ impl Record {
         let mut resp = http::Response::new(Tracked {
             inner: crate::body::empty(),
             record: None,
+            waiting: false,
+            deadline: None,
         });
         *resp.status_mut() = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
         resp
+    }
+
+    /// The upstream failed after its response head (its body stalled): the record says so, as
+    /// `upstream_timeout`, with one `warn` line.
+    fn refused_upstream(&mut self, cause: &dyn std::error::Error) {
+        let _enter = self.span.enter();
+        tracing::warn!(kind = ErrorKind::UpstreamTimeout.as_str(), error = %cause, "response cut");
+        self.error = Some(ErrorKind::UpstreamTimeout);
+        self.reason = Some(cause.to_string());
     }
 
     /// The response is ready: stamp the request id on it, and let its body write the record when
@@ -137,6 +158,8 @@ impl Record {
         resp.map(|inner| Tracked {
             inner,
             record: Some(self),
+            waiting: false,
+            deadline: None,
         })
     }
 
@@ -145,6 +168,7 @@ impl Record {
         if std::mem::replace(&mut self.written, true) {
             return;
         }
+        self.conn.activity.touch();
         let status = self.status.map_or(CLIENT_CLOSED, |s| s.as_u16());
         let elapsed = self.start.elapsed();
         if self.counted {
@@ -219,11 +243,17 @@ fn protocol(v: Version) -> &'static str {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that writes its request's record when it ends, breaks off or is dropped.
+    /// A response body that writes its request's record when it ends, breaks off or is dropped;
+    /// tells the connection when it waits on the upstream; and cuts an upstream body that sends
+    /// nothing for its `body_timeout`.
     pub struct Tracked {
         #[pin]
         inner: Body,
         record: Option<Record>,
+        // Waiting on the upstream for more of the body (the connection knows).
+        waiting: bool,
+        // When a waiting body is cut; armed the first time it waits.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 
     impl PinnedDrop for Tracked {
@@ -232,8 +262,53 @@ pin_project_lite::pin_project! {
             // hyper stops polling once `is_end_stream` says the body is done: that is an end too.
             let ended = this.inner.is_end_stream();
             if let Some(mut record) = this.record.take() {
+                if *this.waiting {
+                    record.conn.activity.upstream_wait_ends();
+                }
                 record.write(!ended);
             }
+        }
+    }
+}
+
+/// The upstream's response body sent nothing for `request_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream's response body sent nothing for request_timeout; cut")]
+pub struct BodyStalled;
+
+impl Tracked {
+    /// The body waits on the upstream: tell the connection, and cut it once it has waited for
+    /// its whole `body_timeout`.
+    fn wait(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let Some(record) = this.record.as_mut() else {
+            return Poll::Pending;
+        };
+        if !*this.waiting {
+            *this.waiting = true;
+            record.conn.activity.upstream_wait_begins();
+            if let Some(timeout) = record.body_timeout {
+                let at = tokio::time::Instant::now() + timeout;
+                match this.deadline.as_mut() {
+                    Some(d) => d.as_mut().reset(at),
+                    None => *this.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+                }
+            }
+        }
+        match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                *this.waiting = false;
+                record.conn.activity.upstream_wait_ends();
+                record.refused_upstream(&BodyStalled);
+                if let Some(mut r) = this.record.take() {
+                    r.write(true);
+                }
+                Poll::Ready(Some(Err(Box::new(BodyStalled))))
+            }
+            _ => Poll::Pending,
         }
     }
 }
@@ -243,12 +318,22 @@ impl HttpBody for Tracked {
     type Error = BoxError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
+        let this = self.as_mut().project();
+        if let Some(r) = this.record.as_ref() {
+            if std::mem::take(this.waiting) {
+                r.conn.activity.upstream_wait_ends();
+            } else {
+                // The client took what it was given and asks for more.
+                r.conn.activity.touch();
+            }
+        }
+        let polled = this.inner.poll_frame(cx);
+        let this = self.as_mut().project();
         match &polled {
+            Poll::Pending => return self.wait(cx),
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(r)) = (frame.data_ref(), this.record.as_mut()) {
                     r.bytes_out += data.len() as u64;
@@ -269,7 +354,6 @@ impl HttpBody for Tracked {
                     r.write(true);
                 }
             }
-            Poll::Pending => {}
         }
         polled
     }

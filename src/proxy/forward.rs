@@ -74,7 +74,9 @@ impl Forwarder {
 
         let client = self.clients.for_body(&outbound.body().size_hint());
         let sent = Instant::now();
+        let waiting = UpstreamWait::begin(record);
         let result = tokio::time::timeout(self.request_timeout, client.request(outbound)).await;
+        drop(waiting);
         let took = sent.elapsed();
         record.upstream = Some(took);
         metrics.upstream_duration.observe(took.as_secs_f64());
@@ -90,6 +92,7 @@ impl Forwarder {
             Ok(Ok(resp)) => resp,
         };
         tracing::debug!(status = resp.status().as_u16(), kid = %token.kid, "upstream answered");
+        record.body_timeout = Some(self.request_timeout);
         Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
     }
 
@@ -117,6 +120,24 @@ impl Forwarder {
                 self.request_timeout.as_secs_f64()
             ),
         )
+    }
+}
+
+/// The connection knows a request waits on the upstream for as long as this lives (also when
+/// the request's future is dropped: the client left).
+struct UpstreamWait(Arc<super::ConnInfo>);
+
+impl UpstreamWait {
+    fn begin(record: &Record) -> UpstreamWait {
+        let conn = record.conn().clone();
+        conn.activity.upstream_wait_begins();
+        UpstreamWait(conn)
+    }
+}
+
+impl Drop for UpstreamWait {
+    fn drop(&mut self) {
+        self.0.activity.upstream_wait_ends();
     }
 }
 
