@@ -6,7 +6,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// voxproxy: an authenticating reverse proxy for the Voximplant Management API.
 #[derive(Debug, Parser)]
-#[command(name = "voxproxy", version, about, long_about = None, propagate_version = true)]
+#[command(name = "voxproxy", version = crate::build_info::LONG_VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Settings shared by every command (accepted before or after the command name).
     #[command(flatten)]

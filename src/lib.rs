@@ -7,7 +7,8 @@
 //! # Map
 //! - [`app`]: the binary's body: commands (`serve`, `token`, `check`, `client`, `tls init`,
 //!   `completions`), logging set-up, exit codes.
-//! - [`cli`]: clap definitions; settings flags stay raw text for [`config`].
+//! - [`cli`]: clap definitions; settings flags stay raw text for [`config`]. [`build_info`]:
+//!   version, commit and target.
 //! - [`config`]: settings layered flag > environment > file > default, validated in one pass.
 //! - [`credentials`]: Voximplant `credentials.json`, the parsed key behind a redacting `Debug`.
 //! - [`token`]: `mint` (one RS256 JWT) and `cache` (per account, refreshed in the background,
@@ -34,6 +35,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod build_info;
 pub mod check;
 pub mod cli;
 pub mod config;
