@@ -7,9 +7,10 @@
 //! # Map
 //! - [`app`]: the binary's body: commands (`serve`, `token`, `check`, `client`, `tls init`,
 //!   `completions`), logging set-up, exit codes.
-//! - [`cli`]: clap definitions; settings flags stay raw text for [`config`]. [`build_info`]:
-//!   version, commit and target.
-//! - [`config`]: settings layered flag > environment > file > default, validated in one pass.
+//! - [`cli`]: clap definitions; the settings flags are built from [`config`]'s table and stay raw
+//!   text for it. [`build_info`]: version, commit and target.
+//! - [`config`]: every setting declared once; layered flag > environment > file > default,
+//!   validated in one pass; `--print-config`.
 //! - [`credentials`]: Voximplant `credentials.json`, the parsed key behind a redacting `Debug`.
 //! - [`token`]: `mint` (one RS256 JWT) and `cache` (per account, refreshed in the background,
 //!   single flight).

@@ -1,8 +1,8 @@
 //! Per-client policy: the accounts a client may act for, its API-method rules (`*` globs compared
-//! ignoring letter case, `deny_methods`, `read_only`) and its rate limit (governor, burst = N).
+//! ignoring letter case, `deny_methods`, `read_only`) and its rate limit (governor; the burst is
+//! the rate's, N unless `; burst M` says otherwise).
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,59 +87,16 @@ fn glob_match(pat: &[u8], text: &[u8]) -> bool {
     pat[p..].iter().all(|c| *c == b'*')
 }
 
-/// The unit of a rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Per {
-    /// `N/s`.
-    Second,
-    /// `N/m`.
-    Minute,
-}
+pub use crate::config::{Per, Rate};
 
-/// A client's rate: `N/s` or `N/m`, with a burst of N.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Requests per period, and the burst.
-    pub n: NonZeroU32,
-    /// The period.
-    pub per: Per,
-}
-
-impl Rate {
-    /// Parse `N/s` or `N/m` (N ≥ 1).
-    pub fn parse(raw: &str) -> Result<Rate, String> {
-        let bad = || format!("`{raw}` is not a rate: write N/s or N/m with N ≥ 1, like \"20/s\"");
-        let (n, unit) = raw.trim().split_once('/').ok_or_else(bad)?;
-        let per = match unit.trim() {
-            "s" => Per::Second,
-            "m" => Per::Minute,
-            _ => return Err(bad()),
-        };
-        let n = n.trim();
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let n = n.parse::<NonZeroU32>().map_err(|_| bad())?;
-        Ok(Rate { n, per })
+/// governor's quota for a rate: `n` per period, refilled evenly, with the rate's burst.
+fn quota(rate: Rate) -> Quota {
+    match rate.per {
+        Per::Second => Quota::per_second(rate.n),
+        Per::Minute => Quota::per_minute(rate.n),
+        Per::Hour => Quota::per_hour(rate.n),
     }
-
-    fn quota(self) -> Quota {
-        match self.per {
-            Per::Second => Quota::per_second(self.n),
-            Per::Minute => Quota::per_minute(self.n),
-        }
-        .allow_burst(self.n)
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.per {
-            Per::Second => "s",
-            Per::Minute => "m",
-        };
-        write!(f, "{}/{unit}", self.n)
-    }
+    .allow_burst(rate.burst)
 }
 
 /// A client's rate limiter. Shared between the client sets before and after a reload when the
@@ -155,7 +112,7 @@ impl Limiter {
     pub fn new(rate: Rate) -> Limiter {
         Limiter {
             rate,
-            inner: RateLimiter::direct_with_clock(rate.quota(), DefaultClock::default()),
+            inner: RateLimiter::direct_with_clock(quota(rate), DefaultClock::default()),
         }
     }
 
@@ -337,12 +294,24 @@ mod tests {
         let r = Rate::parse("100/m").unwrap();
         assert_eq!((r.n.get(), r.per), (100, Per::Minute));
         assert_eq!(Rate::parse(" 5 / s ").unwrap().to_string(), "5/s");
+        let r = Rate::parse("7/h").unwrap();
+        assert_eq!((r.n.get(), r.per, r.burst.get()), (7, Per::Hour, 7));
+        assert_eq!(r.to_string(), "7/h");
+        let r = Rate::parse("100/m; burst 20").unwrap();
+        assert_eq!((r.n.get(), r.per, r.burst.get()), (100, Per::Minute, 20));
+        assert_eq!(r.to_string(), "100/m; burst 20");
+        assert_eq!(Rate::parse("20/s;burst 20").unwrap().to_string(), "20/s");
         for bad in [
             "",
             "0/s",
             "-1/s",
             "5",
-            "5/h",
+            "5/d",
+            "5/s; burst 0",
+            "5/s; burst",
+            "5/s; burst5",
+            "5/s; bursts 5",
+            "5/s;",
             "5/sec",
             "/s",
             "1.5/s",
@@ -426,5 +395,25 @@ mod tests {
         let after = e.retry_after.unwrap();
         assert!((1..=20).contains(&after), "{after}");
         assert!(client(false, &[], &[], None).check_rate().is_ok());
+    }
+
+    #[test]
+    fn rate_per_hour_with_a_burst_of_its_own() {
+        // 2 an hour with a burst of 5: five at once, then a refusal asking for half an hour.
+        let c = client(false, &[], &[], Some("2/h; burst 5"));
+        for _ in 0..5 {
+            assert!(c.check_rate().is_ok());
+        }
+        let e = c.check_rate().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ClientRateLimited);
+        let after = e.retry_after.unwrap();
+        assert!((1790..=1800).contains(&after), "{after}");
+        assert!(e.msg.contains("2/h; burst 5"), "{}", e.msg);
+
+        // A burst smaller than the rate: only that many at once.
+        let c = client(false, &[], &[], Some("100/s; burst 2"));
+        assert!(c.check_rate().is_ok());
+        assert!(c.check_rate().is_ok());
+        assert!(c.check_rate().is_err());
     }
 }

@@ -180,7 +180,7 @@ fn settings_errors_name_the_source() {
         &[("VOXPROXY_CONFIG", config.to_str().unwrap())],
     );
     assert_eq!(code, 2);
-    assert!(err.contains("unknown setting `bogus`"), "{err}");
+    assert!(err.contains("unknown setting \"bogus\""), "{err}");
     std::fs::write(&config, "token_ttl = 7200\n").unwrap();
     let (code, _, err) = run(
         &[
