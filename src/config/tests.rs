@@ -1457,3 +1457,6 @@ fn origins_display_for_messages() {
     );
     assert_eq!(Origin::Default.to_string(), "default");
 }
+
+mod declared;
+mod syntax;
