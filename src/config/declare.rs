@@ -135,7 +135,7 @@ macro_rules! settings {
         #[derive(Debug, Default, Clone)]
         pub struct SettingsArgs {
             $(
-                #[doc = $help]
+                #[doc = concat!("`", $flag, "` as typed (its help: see [`decl::", stringify!($key), "`]).")]
                 pub $key: <$value as Value>::Flag,
             )*
         }
