@@ -152,7 +152,7 @@ impl Settings {
         let mut errors = Vec::new();
         if self.token_refresh_before > self.token_ttl / 2 {
             errors.push(invalid(
-                "token_refresh_before",
+                decl::token_refresh_before.key,
                 self.token_refresh_before.to_string(),
                 &format!(
                     "must be at most half of token_ttl ({}), so at most {}",
@@ -164,14 +164,14 @@ impl Settings {
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
                 errors.push(invalid(
-                    "tls_cert",
+                    decl::tls_cert.key,
                     shown(&self.tls_cert),
                     "tls_key must be set too",
                 ));
             }
             (None, Some(_)) => {
                 errors.push(invalid(
-                    "tls_key",
+                    decl::tls_key.key,
                     shown(&self.tls_key),
                     "tls_cert must be set too",
                 ));
@@ -180,7 +180,7 @@ impl Settings {
         }
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             errors.push(invalid(
-                "tls_client_ca",
+                decl::tls_client_ca.key,
                 shown(&self.tls_client_ca),
                 "client certificates need TLS on the main listener: set tls_cert and tls_key",
             ));
@@ -203,12 +203,12 @@ impl Settings {
             _ => return None,
         };
         Some(SettingError::Invalid {
-            key: "admin_listen",
+            key: decl::admin_listen.key,
             value: self
                 .admin_listen
                 .as_ref()
                 .map_or(String::new(), ToString::to_string),
-            origin: self.origin("admin_listen"),
+            origin: self.origin(decl::admin_listen.key),
             reason: reason.to_owned(),
         })
     }
@@ -221,9 +221,9 @@ impl Settings {
             return Ok(());
         }
         Err(SettingError::Invalid {
-            key: "listen",
+            key: decl::listen.key,
             value: addr.to_string(),
-            origin: self.origin("listen"),
+            origin: self.origin(decl::listen.key),
             reason:
                 "not a loopback address: anyone who can reach it could act with your Voximplant \
                      key; configure gateway clients (clients) or set allow_unauthenticated_network \

@@ -47,44 +47,30 @@ pub fn parse_duration_text(text: &str, allow_zero: bool) -> Result<Duration, Str
     Ok(Duration::from_nanos((secs * 1e9).round() as u64))
 }
 
-/// A duration as the config file holds it: whole seconds as an integer, else fractional seconds.
-fn duration_to_toml(d: &Duration) -> Option<toml::Value> {
-    Some(if d.subsec_nanos() == 0 {
-        toml::Value::Integer(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-    } else {
-        toml::Value::Float(d.as_secs_f64())
-    })
-}
+/// A duration; zero is allowed only when `ZERO_OK`.
+pub struct Seconds<const ZERO_OK: bool>;
 
 /// A duration of more than zero seconds (timeouts).
-pub struct Secs;
-
-impl Value for Secs {
-    type Out = Duration;
-    type Flag = Single;
-
-    fn parse(raw: &Raw) -> Result<Duration, String> {
-        parse_duration_text(&raw.number_or_text("seconds")?, false)
-    }
-
-    fn to_toml(value: &Duration) -> Option<toml::Value> {
-        duration_to_toml(value)
-    }
-}
+pub type Secs = Seconds<false>;
 
 /// A duration of zero or more seconds (a grace or a wait that may be none).
-pub struct SecsOrZero;
+pub type SecsOrZero = Seconds<true>;
 
-impl Value for SecsOrZero {
+impl<const ZERO_OK: bool> Value for Seconds<ZERO_OK> {
     type Out = Duration;
     type Flag = Single;
 
     fn parse(raw: &Raw) -> Result<Duration, String> {
-        parse_duration_text(&raw.number_or_text("seconds")?, true)
+        parse_duration_text(&raw.number_or_text("seconds")?, ZERO_OK)
     }
 
-    fn to_toml(value: &Duration) -> Option<toml::Value> {
-        duration_to_toml(value)
+    /// Whole seconds as an integer, else fractional seconds.
+    fn to_toml(d: &Duration) -> Option<toml::Value> {
+        Some(if d.subsec_nanos() == 0 {
+            toml::Value::Integer(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        } else {
+            toml::Value::Float(d.as_secs_f64())
+        })
     }
 }
 

@@ -358,8 +358,12 @@ impl Value for Ttl {
     }
 
     fn to_toml(value: &u32) -> Option<toml::Value> {
-        Some(toml::Value::Integer(i64::from(*value)))
+        whole_seconds(*value)
     }
+}
+
+fn whole_seconds(secs: u32) -> Option<toml::Value> {
+    Some(toml::Value::Integer(i64::from(secs)))
 }
 
 /// The token refresh margin: whole seconds, at least 1 (its upper bound depends on `token_ttl`
@@ -378,7 +382,7 @@ impl Value for RefreshMargin {
     }
 
     fn to_toml(value: &u32) -> Option<toml::Value> {
-        Some(toml::Value::Integer(i64::from(*value)))
+        whole_seconds(*value)
     }
 }
 
