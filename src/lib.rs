@@ -8,7 +8,8 @@
 //! Modules in layers; each imports only from the layers above it in this list (a test,
 //! `tests/it/layers.rs`, keeps it so).
 //!
-//! 1. Ground floor, importing nothing of voxproxy's: [`body`] (the body type), [`files`]
+//! 1. Ground floor, importing nothing of voxproxy's: [`body`] (the body type), [`build_info`]
+//!    (version, commit, target), [`files`]
 //!    (bounded reads of configuration files), [`headers`] (hop-by-hop and credential stripping,
 //!    framing checks, request ids, query scrubbing).
 //! 2. [`error`]: voxproxy's own error kinds, the one function that turns them into responses, and
@@ -18,7 +19,7 @@
 //! 5. [`credentials`] (Voximplant `credentials.json`, the keys in force) and [`token`] (`mint`
 //!    one RS256 JWT; `cache` one per account, refreshed in the background, single flight).
 //! 6. [`target`]: which targets are forwarded, the API path and method, the upstream URI.
-//! 7. [`metrics`]: the registry and its families.
+//! 7. [`metrics`]: the registry and its families; [`limits`]: client and account rate limits.
 //! 8. [`gateway`]: gateway clients: the clients file, authentication, policy, API-method
 //!    detection.
 //! 9. [`upstream`] (the pooled rustls client and the classification of its failures), [`tls`]
@@ -26,8 +27,9 @@
 //! 10. [`proxy`]: one request as a pipeline of the contract's checks, the forward, the access log.
 //! 11. [`systemd`], [`reload`] (SIGHUP and file watching), [`server`] (listeners, connections,
 //!     graceful shutdown).
-//! 12. The commands: [`cli`] (the command line), [`logging`], [`cmd`] (`serve`, `token`, `check`,
-//!     `client`, `tls init`, `completions`).
+//! 12. The commands: [`cli`] (the command line, its settings flags built from [`config`]'s
+//!     declarations), [`logging`], [`cmd`] (`serve`,
+//!     `token`, `check`, `client`, `tls init`, `completions`, `probe`).
 //!
 //! # A request's path
 //! `server` accepts a connection and hands each request to [`proxy::Proxy::handle`], whose stages
@@ -42,6 +44,7 @@
 pub mod account;
 pub mod admin;
 pub mod body;
+pub mod build_info;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -50,6 +53,7 @@ pub mod error;
 pub mod files;
 pub mod gateway;
 pub mod headers;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::SettingsArgs;
-use crate::config::{Env, Settings};
+use crate::config::{self, Env, Settings, SettingsArgs};
 use crate::credentials;
 use crate::metrics::Label;
 use crate::proxy::Proxy;
@@ -56,8 +55,8 @@ struct Reloader {
     proxy: Arc<Proxy>,
     settings: Settings,
     flags: SettingsArgs,
-    /// Where environment variables come from (the process's, in production).
-    env: Arc<dyn Env + Send + Sync>,
+    /// Where the environment is read on reload (as at start).
+    env: Arc<dyn Env>,
     tls: Option<Arc<Inbound>>,
     /// Each watched file and the digest of its content when last loaded (`None`: unreadable).
     files: Vec<(Kind, PathBuf, Option<[u8; 32]>)>,
@@ -175,58 +174,11 @@ impl Reloader {
                 return;
             }
         };
-        let old = &self.settings;
-        let restart: Vec<&str> = [
-            ("listen", old.listen != new.listen),
-            ("admin_listen", old.admin_listen != new.admin_listen),
-            (
-                "upstream",
-                old.upstream.to_string() != new.upstream.to_string(),
-            ),
-            ("upstream_ca", old.upstream_ca != new.upstream_ca),
-            ("account_header", old.account_header != new.account_header),
-            (
-                "allowed_accounts",
-                old.allowed_accounts != new.allowed_accounts,
-            ),
-            ("token_ttl", old.token_ttl != new.token_ttl),
-            (
-                "token_refresh_before",
-                old.token_refresh_before != new.token_refresh_before,
-            ),
-            (
-                "connect_timeout",
-                old.connect_timeout != new.connect_timeout,
-            ),
-            (
-                "request_timeout",
-                old.request_timeout != new.request_timeout,
-            ),
-            ("max_body_bytes", old.max_body_bytes != new.max_body_bytes),
-            ("shutdown_grace", old.shutdown_grace != new.shutdown_grace),
-            ("log_format", old.log_format != new.log_format),
-            ("log_level", old.log_level != new.log_level),
-            ("workers", old.workers != new.workers),
-            (
-                "allow_unauthenticated_network",
-                old.allow_unauthenticated_network != new.allow_unauthenticated_network,
-            ),
-            ("clients", old.clients != new.clients),
-            ("tls_cert", old.tls_cert != new.tls_cert),
-            ("tls_key", old.tls_key != new.tls_key),
-            ("tls_client_ca", old.tls_client_ca != new.tls_client_ca),
-        ]
-        .into_iter()
-        .filter_map(|(k, changed)| changed.then_some(k))
-        .collect();
+        let restart = config::restart_needed(&self.settings, &new);
         if !restart.is_empty() {
-            tracing::warn!(settings = ?restart, "these settings changed but take effect only after a restart");
+            tracing::warn!(settings = %restart.join(", "), "these settings changed but take effect only after a restart");
         }
-        // Only the credentials list is live; keep the rest as running.
-        let mut kept = self.settings.clone();
-        kept.credentials = new.credentials;
-        kept.config = new.config;
-        self.settings = kept;
+        self.settings.apply_live(new);
     }
 
     fn reload_credentials(&mut self) {
@@ -315,7 +267,7 @@ pub async fn run(
     proxy: Arc<Proxy>,
     settings: Settings,
     flags: SettingsArgs,
-    env: Arc<dyn Env + Send + Sync>,
+    env: Arc<dyn Env>,
     tls: Option<Arc<Inbound>>,
     hup: Option<tokio::signal::unix::Signal>,
     stop: impl Future<Output = ()>,

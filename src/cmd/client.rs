@@ -17,11 +17,12 @@ use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use crate::account::AccountId;
 use crate::cli::{ClientAddArgs, ClientCommand};
+use crate::config::Rate;
 use crate::config::Settings;
 use crate::credentials::{Credentials, pem_encode as pem};
 use crate::error::{Failure, config_err};
 use crate::gateway::clients::{self, ClientSet, check_name, parse_tls_name, static_key_sha256};
-use crate::gateway::policy::{Glob, Rate};
+use crate::gateway::glob::Glob;
 
 /// Run a `client` subcommand; `out` is stdout.
 pub fn run(settings: &Settings, cmd: &ClientCommand, out: &mut dyn Write) -> Result<(), Failure> {

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod client;
+pub mod out;
 pub mod serve;
 pub mod tls_init;
 pub mod token;
@@ -12,15 +13,13 @@ pub mod token;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{CommandFactory as _, Parser as _};
-
-use crate::cli::{Cli, Command};
+use crate::cli::{self, Cli, Command};
 use crate::config::{Env, ProcessEnv, Settings};
 use crate::error::{Failure, config_err};
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::try_parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -54,7 +53,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env + Send + Sync>) -> Result<(), Failure> {
             crate::logging::init(&settings);
             token::run(&settings, args, &mut std::io::stdout().lock())
         }
-        Command::Check => {
+        Command::Check(_args) => {
             // `check` reports every problem, including each bad setting.
             let settings = resolve();
             if let Ok(s) = &settings {
@@ -62,6 +61,9 @@ pub fn run(cli: Cli, env: Arc<dyn Env + Send + Sync>) -> Result<(), Failure> {
             }
             check::run(settings, &mut std::io::stdout())
         }
+        Command::Probe(_) => Err(Failure::Runtime(anyhow::anyhow!(
+            "probe is not in this build yet"
+        ))),
         Command::Serve => {
             let settings = resolve().map_err(config_err)?;
             crate::logging::init(&settings);
@@ -83,16 +85,6 @@ pub fn run(cli: Cli, env: Arc<dyn Env + Send + Sync>) -> Result<(), Failure> {
 /// `voxproxy completions SHELL`. A closed stdout (`| head -1`) ends it quietly.
 fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
     let mut text = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "voxproxy", &mut text);
-    write_out(&mut std::io::stdout().lock(), &text)
-}
-
-/// Write a command's output; a reader that went away (`EPIPE`: `| head -1`) is not a failure.
-pub fn write_out(out: &mut dyn std::io::Write, bytes: &[u8]) -> Result<(), Failure> {
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("writing to stdout").into())
-        }
-        _ => Ok(()),
-    }
+    clap_complete::generate(shell, &mut cli::command(), "voxproxy", &mut text);
+    out::write_out(&mut std::io::stdout().lock(), &text)
 }

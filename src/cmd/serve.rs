@@ -15,6 +15,7 @@ use crate::config::{Env, ListenAddr, Settings};
 use crate::credentials::{self, CredentialSet};
 use crate::error::{Failure, config_err};
 use crate::gateway::Gateway;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::forward::Forwarder;
@@ -23,9 +24,6 @@ use crate::systemd::{self, NotifyState};
 use crate::tls::{ClientCerts, Inbound, TlsFiles};
 use crate::token::{self, CacheConfig, SystemClock, TokenCache};
 use crate::{reload, upstream};
-
-/// Placeholder until the `client_idle_timeout` setting lands with the settings rework.
-const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Most child-account tokens cached at once.
 const MAX_CHILD_TOKENS: usize = 10_000;
@@ -55,7 +53,7 @@ fn validate(settings: &Settings) -> Result<Validated, Failure> {
         .check_listen_rule(&settings.listen)
         .map_err(config_err)?;
     let credentials = credentials::load_all(&settings.credentials, &settings.origin("credentials"))
-        .map_err(|e| config_err(super::token::join_errors(e)))?;
+        .map_err(|e| config_err(super::out::join_errors(e)))?;
     let clients = upstream::client(settings).map_err(config_err)?;
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => {
@@ -139,6 +137,11 @@ fn proxy(settings: &Settings, v: Validated, metrics: Arc<Metrics>) -> (Arc<Proxy
                     .collect()
             }),
         },
+        limits: Limits::new(
+            settings.account_rate,
+            settings.account_rate_wait,
+            metrics.clone(),
+        ),
         credentials: Arc::new(ArcSwap::from_pointee(v.credentials)),
         tokens: tokens.clone(),
         metrics,
@@ -215,6 +218,9 @@ async fn serve(
     v: Validated,
 ) -> Result<(), Failure> {
     let hup = reload::hangup_signal();
+    for warning in crate::config::unknown_env_warnings(&*env) {
+        tracing::warn!("{warning}");
+    }
     let tls = v.tls.clone();
     let (proxy, tokens) = proxy(&settings, v, Arc::new(Metrics::new(false)));
     let endpoints = endpoints(&settings, proxy.gateway.is_some(), &tls)?;
@@ -248,7 +254,7 @@ async fn serve(
         tracing::info!("shutdown signal received");
     };
     let limits = server::Limits {
-        client_idle: CLIENT_IDLE_TIMEOUT,
+        client_idle: settings.client_idle_timeout,
         grace: settings.shutdown_grace,
     };
     server::run(proxy, endpoints, shutdown, limits).await;

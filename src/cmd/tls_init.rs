@@ -48,7 +48,7 @@ pub fn init(
         (&files[1], issued.cert_pem.as_bytes(), 0o600),
         (&files[2], issued.key_pem.as_bytes(), 0o600),
     ])?;
-    super::write_out(out, usage(&files, &sans).as_bytes())
+    super::out::write_out(out, usage(&files, &sans).as_bytes())
 }
 
 /// The server certificate's names: `localhost`, `127.0.0.1`, `::1` and each `--name`

@@ -29,7 +29,7 @@ pub fn run(settings: &Settings, args: &TokenArgs, out: &mut dyn Write) -> Result
             .map_err(|reason| config_err(anyhow::anyhow!("--ttl {raw}: {reason}")))?,
     };
     let set = credentials::load_all(&settings.credentials, &settings.origin("credentials"))
-        .map_err(|e| config_err(join_errors(e)))?;
+        .map_err(|e| config_err(super::out::join_errors(e)))?;
     let account = account.unwrap_or(set.default_account());
     let signer = set
         .list()
@@ -44,11 +44,5 @@ pub fn run(settings: &Settings, args: &TokenArgs, out: &mut dyn Write) -> Result
     } else {
         format!("Authorization: Bearer {jwt}\n")
     };
-    super::write_out(out, line.as_bytes())
-}
-
-/// Several errors as one, each with its whole chain.
-pub fn join_errors(errors: Vec<anyhow::Error>) -> anyhow::Error {
-    let text: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
-    anyhow::anyhow!(text.join("; "))
+    super::out::write_out(out, line.as_bytes())
 }

@@ -74,6 +74,10 @@ fn flag(f: impl FnOnce(&mut SettingsArgs)) -> SettingsArgs {
     args
 }
 
+/// What a duration that does not parse is told.
+const SECS_SYNTAX: &str = "must be a number of seconds (like 5 or 0.5) or a number with ms, s, m \
+                           or h (like 500ms or 2m)";
+
 fn tcp(s: &str) -> ListenAddr {
     ListenAddr::Tcp(s.parse::<SocketAddr>().expect("test socket address"))
 }
@@ -109,7 +113,11 @@ fn defaults_apply_when_nothing_is_set() {
     assert_eq!(s.tls_cert, None);
     assert_eq!(s.tls_key, None);
     assert_eq!(s.tls_client_ca, None);
-    for key in FILE_KEYS {
+    assert_eq!(s.account_rate, None);
+    assert_eq!(s.account_rate_wait, Duration::from_millis(500));
+    assert_eq!(s.limits_redis, None);
+    assert_eq!(s.client_idle_timeout, Duration::from_secs(75));
+    for key in file_keys() {
         assert_eq!(s.origin(key), Origin::Default, "origin of {key}");
     }
 }
@@ -264,6 +272,10 @@ clients = "{d}/clients.toml"
 tls_cert = "{d}/cert.pem"
 tls_key = "{d}/key.pem"
 tls_client_ca = "{d}/client-ca.pem"
+account_rate = "10/s"
+account_rate_wait = 0
+limits_redis = "redis://redis:6379/2"
+client_idle_timeout = 30
 "#
     ));
     let s = resolve_ok(&file.flags(), &no_env());
@@ -291,7 +303,17 @@ tls_client_ca = "{d}/client-ca.pem"
     assert_eq!(s.tls_cert, Some(p("cert.pem")));
     assert_eq!(s.tls_key, Some(p("key.pem")));
     assert_eq!(s.tls_client_ca, Some(p("client-ca.pem")));
-    for key in FILE_KEYS {
+    assert_eq!(
+        s.account_rate.map(|r| r.to_string()).as_deref(),
+        Some("10/s")
+    );
+    assert_eq!(s.account_rate_wait, Duration::ZERO);
+    assert_eq!(
+        s.limits_redis.as_ref().map(ToString::to_string).as_deref(),
+        Some("redis://redis:6379/2")
+    );
+    assert_eq!(s.client_idle_timeout, Duration::from_secs(30));
+    for key in file_keys() {
         assert_eq!(
             s.origin(key),
             Origin::File(file.path.clone()),
@@ -380,7 +402,7 @@ fn unknown_file_key_is_an_error() {
     assert_eq!(
         err,
         format!(
-            "unknown setting `lisen` in config file {}",
+            "unknown setting \"lisen\" in config file {}: did you mean \"listen\"?",
             file.path.display()
         )
     );
@@ -395,9 +417,12 @@ fn every_unknown_file_key_is_reported() {
     assert_eq!(
         errors,
         vec![
-            format!("unknown setting `bar` in config file {p}"),
-            format!("unknown setting `config` in config file {p}"),
-            format!("unknown setting `foo` in config file {p}"),
+            format!("unknown setting \"bar\" in config file {p}"),
+            format!(
+                "unknown setting \"config\" in config file {p}: config is set by --config or \
+                 VOXPROXY_CONFIG, not in a config file"
+            ),
+            format!("unknown setting \"foo\" in config file {p}"),
         ]
     );
 }
@@ -462,9 +487,7 @@ credentials = 3
         format!(
             "allow_unauthenticated_network = \"maybe\" (from config file {p}): must be a boolean, not string"
         ),
-        format!(
-            "connect_timeout = \"soon\" (from config file {p}): must be a number of seconds, not string"
-        ),
+        format!("connect_timeout = \"soon\" (from config file {p}): {SECS_SYNTAX}"),
         format!(
             "max_body_bytes = 1.5 (from config file {p}): must be a number of bytes, not float"
         ),
@@ -589,26 +612,13 @@ fn timeouts_refuse_bad_values() {
         ("--connect-timeout", "inf", "must be more than zero seconds"),
         (
             "--connect-timeout",
-            "5s",
-            "must be a number of seconds, like 5 or 0.5",
-        ),
-        (
-            "--connect-timeout",
             "86401",
             "must be at most 86400 seconds (a day)",
         ),
         ("--request-timeout", "0.0", "must be more than zero seconds"),
-        (
-            "--request-timeout",
-            "",
-            "must be a number of seconds, like 5 or 0.5",
-        ),
+        ("--request-timeout", "", SECS_SYNTAX),
         ("--shutdown-grace", "-0.5", "must be zero or more seconds"),
-        (
-            "--shutdown-grace",
-            "forever",
-            "must be a number of seconds, like 5 or 0.5",
-        ),
+        ("--shutdown-grace", "forever", SECS_SYNTAX),
     ];
     for (name, value, reason) in cases {
         let flags = flag(|a| {
@@ -1447,3 +1457,6 @@ fn origins_display_for_messages() {
     );
     assert_eq!(Origin::Default.to_string(), "default");
 }
+
+mod declared;
+mod syntax;

@@ -29,8 +29,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use rustls_pki_types::CertificateDer;
 use subtle::ConstantTimeEq as _;
 
-use super::Identity;
 use super::clients::{Client, ClientSet};
+use super::identity::Identity;
 use crate::account::{AccountId, JwtIss};
 use crate::error::{ErrorKind, ProxyError};
 use crate::metrics::{Metrics, ReasonLabels};

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{DnsName, ServerName, SubjectPublicKeyInfoDer};
 
-use super::policy::{Glob, Limiter, Rate};
+use super::glob::Glob;
 use crate::account::AccountId;
+use crate::config::Rate;
 use crate::files;
+use crate::limits::Limit;
 
 /// Smallest RSA key accepted for an app's JWTs, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -121,16 +123,21 @@ pub struct Client {
     pub deny_methods: Vec<Glob>,
     /// Only methods whose names start with `Get`.
     pub read_only: bool,
-    /// Its rate limiter, when it has a `rate`.
-    pub(crate) limiter: Option<Arc<Limiter>>,
+    /// Its rate limit, when it has a `rate`.
+    pub(crate) limit: Option<Arc<Limit>>,
     /// How it authenticates.
     pub auth: ClientAuth,
 }
 
 impl Client {
+    /// The client's rate limit, if it has one (carried over a reload while unchanged).
+    pub fn limit(&self) -> Option<&Arc<Limit>> {
+        self.limit.as_ref()
+    }
+
     /// The client's rate, if limited.
     pub fn rate(&self) -> Option<Rate> {
-        self.limiter.as_ref().map(|l| l.rate)
+        self.limit.as_ref().map(|l| l.rate)
     }
 
     /// One line of policy for `client list` and `check` (no secret).
@@ -199,7 +206,7 @@ impl fmt::Debug for ClientSet {
 }
 
 impl ClientSet {
-    /// Read and validate the clients file (a regular file of at most 1 MiB). Limiters of
+    /// Read and validate the clients file (a regular file of at most 1 MiB). Limits of
     /// clients whose name and rate are unchanged since `previous` are carried over.
     pub fn load(path: &Path, previous: Option<&ClientSet>) -> Result<ClientSet, ClientsError> {
         let bytes =
@@ -246,10 +253,10 @@ impl ClientSet {
             }
             let mut client = fields.into_client(&name).map_err(|e| e.at(path, &name))?;
             if let Some(rate) = client.rate()
-                && let Some(prev) = old.get(name.as_str()).and_then(|c| c.limiter())
+                && let Some(prev) = old.get(name.as_str()).and_then(|c| c.limit())
                 && prev.rate == rate
             {
-                client.limiter = Some(prev.clone());
+                client.limit = Some(prev.clone());
             }
             set.add(Arc::new(client))
                 .map_err(|(field, why)| field_err(path, &name, field, why))?;
@@ -447,7 +454,7 @@ impl Fields {
             methods: self.methods,
             deny_methods: self.deny_methods,
             read_only: self.read_only,
-            limiter: self.rate.map(|r| Arc::new(Limiter::new(r))),
+            limit: self.rate.map(|r| Arc::new(Limit::new(r))),
             auth,
         })
     }
@@ -809,28 +816,39 @@ read_only = true
         );
     }
 
-    #[test]
-    fn reload_keeps_the_limiter_of_an_unchanged_client() {
+    #[tokio::test]
+    async fn reload_keeps_the_limit_of_an_unchanged_client() {
         let text = |rate: &str| {
             format!(
                 "[clients.a]\nstatic_key_sha256 = \"{HASH}\"\nrate = \"{rate}\"\n[clients.b]\ntls_name = \"b.x\"\nrate = \"1/m\"\n"
             )
         };
+        let limits = crate::limits::Limits::new(
+            None,
+            std::time::Duration::ZERO,
+            Arc::new(crate::metrics::Metrics::new(false)),
+        );
+        let admits = |c: &Client| {
+            let limit = c.limit().unwrap().clone();
+            let name = c.name.clone();
+            let limits = &limits;
+            async move { limits.client(&name, &limit).await.is_ok() }
+        };
         let first = parse(&text("1/m")).unwrap();
-        assert!(first.clients[0].check_rate().is_ok());
-        assert!(first.clients[1].check_rate().is_ok());
+        assert!(admits(&first.clients[0]).await);
+        assert!(admits(&first.clients[1]).await);
         let p = Path::new("c.toml");
         let second = ClientSet::parse(p, &text("1/m"), Some(&first)).unwrap();
         assert!(
-            second.clients[0].check_rate().is_err(),
+            !admits(&second.clients[0]).await,
             "same rate: the bucket carries over"
         );
         let third = ClientSet::parse(p, &text("2/m"), Some(&second)).unwrap();
         assert!(
-            third.clients[0].check_rate().is_ok(),
+            admits(&third.clients[0]).await,
             "a new rate starts a new bucket"
         );
-        assert!(third.clients[1].check_rate().is_err());
+        assert!(!admits(&third.clients[1]).await);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! - [`clients`]: the clients file, validated whole into a [`ClientSet`] (keys parsed once).
 //! - [`auth`]: the three ways a client authenticates (app JWT, static key, TLS certificate).
-//! - [`policy`]: accounts, method rules (`*` globs, `read_only`), the rate limiter.
+//! - [`policy`]: accounts and method rules (`read_only`, `*` patterns from [`glob`]).
 //! - [`method`]: finding a request's API method (path, query, urlencoded or multipart body).
 //!
 //! [`Gateway`] holds the client set behind an `ArcSwap`: a request loads it once, a reload
@@ -11,6 +11,8 @@
 
 pub mod auth;
 pub mod clients;
+pub mod glob;
+pub mod identity;
 pub mod method;
 pub mod policy;
 
@@ -22,31 +24,11 @@ use arc_swap::ArcSwap;
 use http::request::Parts;
 
 pub use clients::{Client, ClientAuth, ClientSet, ClientsError};
+pub use identity::Identity;
 
-use crate::account::{AccountId, JwtIss, Requester};
+use crate::account::AccountId;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-
-/// Who a request authenticated as.
-#[derive(Debug)]
-pub struct Identity {
-    /// The client.
-    pub client: Arc<Client>,
-    /// How the `iss` of the client's own JWT counts toward the account: verified when the JWT
-    /// authenticated the client, read unverified when a certificate did, ignored when a static
-    /// key did.
-    pub jwt: JwtIss,
-}
-
-impl Identity {
-    /// What the account rule needs to know of this client.
-    pub fn requester(&self) -> Requester {
-        Requester {
-            jwt: self.jwt,
-            default: self.client.accounts.first().copied(),
-        }
-    }
-}
 
 /// The loaded clients file; reloadable in place.
 pub struct Gateway {

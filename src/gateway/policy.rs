@@ -1,18 +1,13 @@
 //! Per-client policy: the accounts a client may act for, its API-method rules (`*` globs compared
-//! ignoring letter case, `deny_methods`, `read_only`) and its rate limit (governor, burst = N).
-//! [`authorize`] is the pipeline's policy stage; refusals are 403 `client_forbidden`, counted in
-//! `voxproxy_client_policy_refusals_total{reason}`.
+//! ignoring letter case, `deny_methods`, `read_only`). [`authorize`] is the pipeline's policy
+//! stage; refusals are 403 `client_forbidden`, counted in
+//! `voxproxy_client_policy_refusals_total`. (A client's `rate` is [`crate::limits`]'.)
 
-use std::fmt;
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
-
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::request::Parts;
 
-use super::{Client, Identity, method};
+use super::clients::Client;
+use super::identity::Identity;
+use super::method;
 use crate::account::AccountId;
 use crate::body::Body;
 use crate::error::{ErrorKind, ProxyError};
@@ -57,182 +52,6 @@ pub async fn authorize(
         .check_method(found.as_deref())
         .map_err(|e| refused("method", e))?;
     Ok(found)
-}
-
-/// The client-rate stage: 429 `client_rate_limited` with `Retry-After` when over the client's
-/// `rate`, counted in `voxproxy_rate_limited_total{scope="client"}`.
-pub fn check_client_rate(id: &Identity, metrics: &Metrics) -> Result<(), ProxyError> {
-    id.client.check_rate().inspect_err(|_| {
-        metrics.rate_limited("client", Some(&id.client.name));
-    })
-}
-
-/// Longest glob accepted (API method names are at most 64 characters).
-const MAX_GLOB_LEN: usize = 64;
-
-/// An API-method pattern: letters, digits, `_` and `*` (any run of characters), matched ignoring
-/// ASCII letter case.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub struct Glob(Box<str>);
-
-impl TryFrom<String> for Glob {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Glob, String> {
-        Glob::parse(&raw)
-    }
-}
-
-impl Glob {
-    /// Parse a pattern such as `Get*` or `SetUserInfo`.
-    pub fn parse(raw: &str) -> Result<Glob, String> {
-        if raw.is_empty() {
-            return Err("an empty pattern matches no method".to_owned());
-        }
-        if raw.len() > MAX_GLOB_LEN {
-            return Err(format!("is longer than {MAX_GLOB_LEN} characters"));
-        }
-        if let Some(bad) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '*'))
-        {
-            return Err(format!(
-                "`{raw}` holds {bad:?}: a pattern is letters, digits, `_` and `*`"
-            ));
-        }
-        Ok(Glob(raw.into()))
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether `name` matches, ignoring ASCII letter case.
-    pub fn matches(&self, name: &str) -> bool {
-        glob_match(self.0.as_bytes(), name.as_bytes())
-    }
-}
-
-impl fmt::Debug for Glob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for Glob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// `*` matches any run of bytes (including none); everything else matches itself ignoring ASCII
-/// case. Greedy with backtracking to the last `*`: linear in practice, never exponential.
-fn glob_match(pat: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pat.len() && pat[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pat.len() && pat[p].eq_ignore_ascii_case(&text[t]) {
-            p += 1;
-            t += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pat[p..].iter().all(|c| *c == b'*')
-}
-
-/// The unit of a rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Per {
-    /// `N/s`.
-    Second,
-    /// `N/m`.
-    Minute,
-}
-
-/// A client's rate: `N/s` or `N/m`, with a burst of N.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Requests per period, and the burst.
-    pub n: NonZeroU32,
-    /// The period.
-    pub per: Per,
-}
-
-impl Rate {
-    /// Parse `N/s` or `N/m` (N ≥ 1).
-    pub fn parse(raw: &str) -> Result<Rate, String> {
-        let bad = || format!("`{raw}` is not a rate: write N/s or N/m with N ≥ 1, like \"20/s\"");
-        let (n, unit) = raw.trim().split_once('/').ok_or_else(bad)?;
-        let per = match unit.trim() {
-            "s" => Per::Second,
-            "m" => Per::Minute,
-            _ => return Err(bad()),
-        };
-        let n = n.trim();
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let n = n.parse::<NonZeroU32>().map_err(|_| bad())?;
-        Ok(Rate { n, per })
-    }
-
-    fn quota(self) -> Quota {
-        match self.per {
-            Per::Second => Quota::per_second(self.n),
-            Per::Minute => Quota::per_minute(self.n),
-        }
-        .allow_burst(self.n)
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.per {
-            Per::Second => "s",
-            Per::Minute => "m",
-        };
-        write!(f, "{}/{unit}", self.n)
-    }
-}
-
-/// A client's rate limiter. Shared between the client sets before and after a reload when the
-/// client's name and rate are unchanged, so a reload does not refill anyone's burst.
-pub struct Limiter {
-    /// What it enforces.
-    pub rate: Rate,
-    inner: DefaultDirectRateLimiter,
-}
-
-impl Limiter {
-    /// A full bucket for `rate`.
-    pub fn new(rate: Rate) -> Limiter {
-        Limiter {
-            rate,
-            inner: RateLimiter::direct_with_clock(rate.quota(), DefaultClock::default()),
-        }
-    }
-
-    /// `Ok` when a request may pass now; else how long until one may.
-    pub fn check(&self) -> Result<(), Duration> {
-        self.inner
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(self.inner.clock().now()))
-    }
-}
-
-impl fmt::Debug for Limiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Limiter({})", self.rate)
-    }
 }
 
 /// A method name as it may appear in a message: printable, bounded.
@@ -318,104 +137,21 @@ impl Client {
         }
         Ok(())
     }
-
-    /// 429 `client_rate_limited` with `Retry-After` when over the client's rate.
-    pub fn check_rate(&self) -> Result<(), ProxyError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter.check().map_err(|wait| {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            ProxyError::new(
-                ErrorKind::ClientRateLimited,
-                format!(
-                    "client {} is over its rate of {}; retry after {} s",
-                    self.name,
-                    limiter.rate,
-                    secs.max(1)
-                ),
-            )
-            .with_retry_after(secs.max(1))
-        })
-    }
-
-    /// The limiter, to carry over a reload.
-    pub(crate) fn limiter(&self) -> Option<&Arc<Limiter>> {
-        self.limiter.as_ref()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::glob::Glob;
 
-    #[test]
-    fn glob_matches_ignoring_case() {
-        let g = |p: &str| Glob::parse(p).unwrap();
-        assert!(g("Get*").matches("GetUsers"));
-        assert!(g("Get*").matches("getusers"));
-        assert!(g("Get*").matches("Get"));
-        assert!(!g("Get*").matches("SetUserInfo"));
-        assert!(!g("Get*").matches("AGetX"));
-        assert!(g("*User*").matches("SetUserInfo"));
-        assert!(g("*user*").matches("DelUser"));
-        assert!(g("*Info").matches("SetUserInfo"));
-        assert!(!g("*Info").matches("SetUserInfos"));
-        assert!(g("SetUserInfo").matches("setuserinfo"));
-        assert!(!g("SetUserInfo").matches("SetUserInfo2"));
-        assert!(g("*").matches("Anything"));
-        assert!(g("**").matches(""));
-        assert!(g("A*B*C").matches("AxxBxxC"));
-        assert!(g("A*B*C").matches("ABC"));
-        assert!(!g("A*B*C").matches("AxxCxxB"));
-        assert!(g("a*a*a*b").matches("aaaaaaaaaaaaaaaab"));
-        assert!(!g("a*a*a*b").matches("aaaaaaaaaaaaaaaaa"));
-    }
-
-    #[test]
-    fn glob_syntax() {
-        assert!(Glob::parse("").is_err());
-        assert!(Glob::parse("Get?").is_err());
-        assert!(Glob::parse("Get Users").is_err());
-        assert!(Glob::parse("Get[A]").is_err());
-        assert!(Glob::parse(&"a".repeat(65)).is_err());
-        assert!(Glob::parse("Get_*_2").is_ok());
-    }
-
-    #[test]
-    fn rates() {
-        let r = Rate::parse("20/s").unwrap();
-        assert_eq!((r.n.get(), r.per), (20, Per::Second));
-        assert_eq!(r.to_string(), "20/s");
-        let r = Rate::parse("100/m").unwrap();
-        assert_eq!((r.n.get(), r.per), (100, Per::Minute));
-        assert_eq!(Rate::parse(" 5 / s ").unwrap().to_string(), "5/s");
-        for bad in [
-            "",
-            "0/s",
-            "-1/s",
-            "5",
-            "5/h",
-            "5/sec",
-            "/s",
-            "1.5/s",
-            "+5/s",
-            "x/s",
-            "5/S",
-            "99999999999/s",
-        ] {
-            assert!(Rate::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    fn client(read_only: bool, methods: &[&str], deny: &[&str], rate: Option<&str>) -> Client {
+    fn client(read_only: bool, methods: &[&str], deny: &[&str], _rate: Option<&str>) -> Client {
         Client {
             name: "app".into(),
             accounts: vec![acct(5), acct(6)],
             methods: methods.iter().map(|m| Glob::parse(m).unwrap()).collect(),
             deny_methods: deny.iter().map(|m| Glob::parse(m).unwrap()).collect(),
             read_only,
-            limiter: rate.map(|r| Arc::new(Limiter::new(Rate::parse(r).unwrap()))),
+            limit: None,
             auth: Default::default(),
         }
     }
@@ -468,18 +204,5 @@ mod tests {
         d.accounts.clear();
         assert!(d.check_account(acct(9), acct(9)).is_ok());
         assert!(d.check_account(acct(5), acct(9)).is_err());
-    }
-
-    #[test]
-    fn rate_limit_bursts_then_refuses_with_retry_after() {
-        let c = client(false, &[], &[], Some("3/m"));
-        for _ in 0..3 {
-            assert!(c.check_rate().is_ok());
-        }
-        let e = c.check_rate().unwrap_err();
-        assert_eq!(e.kind, ErrorKind::ClientRateLimited);
-        let after = e.retry_after.unwrap();
-        assert!((1..=20).contains(&after), "{after}");
-        assert!(client(false, &[], &[], None).check_rate().is_ok());
     }
 }

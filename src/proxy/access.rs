@@ -16,7 +16,7 @@ use http::{HeaderValue, Method, StatusCode, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future as _;
 
-use super::ConnInfo;
+use super::conn::ConnInfo;
 use crate::account::AccountId;
 use crate::body::{Body, BoxError};
 use crate::error::ErrorKind;

@@ -16,8 +16,8 @@ use http::{Request, Response, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
-use super::Stop;
 use super::access::Record;
+use super::conn::ConnInfo;
 use crate::body::{self, Body, BoxError};
 use crate::config::Upstream;
 use crate::error::{ErrorKind, ProxyError};
@@ -25,6 +25,21 @@ use crate::headers::{self, REQUEST_ID};
 use crate::metrics::Metrics;
 use crate::token::Token;
 use crate::upstream::{self, BodyTooLarge, ClientBodyError, Clients, Failure};
+
+/// Why a request stopped short of a forwarded response.
+#[derive(Debug)]
+pub enum Stop {
+    /// voxproxy answers itself.
+    Refused(ProxyError),
+    /// The client went away (while uploading): nobody is left to answer.
+    ClientGone,
+}
+
+impl From<ProxyError> for Stop {
+    fn from(e: ProxyError) -> Stop {
+        Stop::Refused(e)
+    }
+}
 
 /// What the forwarding stage needs, fixed at start-up.
 pub struct Forwarder {
@@ -125,7 +140,7 @@ impl Forwarder {
 
 /// The connection knows a request waits on the upstream for as long as this lives (also when
 /// the request's future is dropped: the client left).
-struct UpstreamWait(Arc<super::ConnInfo>);
+struct UpstreamWait(Arc<ConnInfo>);
 
 impl UpstreamWait {
     fn begin(record: &Record) -> UpstreamWait {

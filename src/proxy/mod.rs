@@ -5,15 +5,16 @@
 //!
 //! - [`forward`]: the last stage, the rewrite and the streamed send with the body limit.
 //! - [`access`]: the access-log line and the request metrics.
+//! - [`conn`]: what a connection and its requests tell each other (peer, idle activity).
 
 pub mod access;
+pub mod conn;
 pub mod forward;
 
 use std::convert::Infallible;
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -28,114 +29,18 @@ use crate::body::{Body, BoxError};
 use crate::credentials::CredentialSet;
 use crate::error::{ErrorKind, ProxyError, error_response};
 use crate::gateway::{Gateway, policy};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::token::TokenCache;
 use crate::{admin, headers, target};
 use access::{Record, Tracked};
-use forward::Forwarder;
+pub use conn::{Activity, ConnInfo, Peer};
+use forward::{Forwarder, Stop};
 
 /// How much of a refused upload is read so the client sees the answer instead of a reset.
 const DRAIN_LIMIT: u64 = 1 << 20;
 /// How long draining a refused upload may take.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
-
-/// Who is at the other end of a connection, for the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    /// A TCP client.
-    Tcp(SocketAddr),
-    /// A Unix-socket client.
-    Unix,
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Peer::Tcp(addr) => addr.fmt(f),
-            Peer::Unix => f.write_str("unix"),
-        }
-    }
-}
-
-/// What a connection tells its requests, and what they tell it back.
-#[derive(Debug)]
-pub struct ConnInfo {
-    /// Serve `/healthz`, `/readyz`, `/metrics` here.
-    pub admin: bool,
-    /// Forward API requests from here (false on the admin listener).
-    pub proxy: bool,
-    /// The client's address.
-    pub peer: Peer,
-    /// The verified TLS client certificate, when the client sent one.
-    pub peer_cert: Option<Arc<rustls_pki_types::CertificateDer<'static>>>,
-    /// What the connection's requests are doing, for the idle timeout.
-    pub activity: Activity,
-}
-
-/// A connection's activity as its requests see it, for `client_idle_timeout`: a connection is
-/// idle when nothing happened on it for the timeout (no request began or ended, no response data
-/// was taken by the client) while none of its requests waits on the upstream. That covers a
-/// client that sends nothing (before its first request, between requests, an HTTP/2 connection
-/// with no open stream, after a TLS handshake) and one that reads nothing of its response
-/// (hyper stops asking for response data it cannot write).
-#[derive(Debug, Default)]
-pub struct Activity {
-    /// Events so far; only changes matter.
-    events: AtomicU64,
-    /// Requests (or response bodies) of this connection waiting on the upstream now.
-    upstream_waits: AtomicU32,
-}
-
-impl Activity {
-    /// Something happened on the connection.
-    pub fn touch(&self) {
-        self.events.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A request starts waiting on the upstream (its head, or more of its body).
-    pub fn upstream_wait_begins(&self) {
-        self.upstream_waits.fetch_add(1, Ordering::Relaxed);
-        self.touch();
-    }
-
-    /// A wait on the upstream is over.
-    pub fn upstream_wait_ends(&self) {
-        self.upstream_waits.fetch_sub(1, Ordering::Relaxed);
-        self.touch();
-    }
-
-    /// Resolves once the connection has been idle for at least `timeout` (at most twice that
-    /// after its last event: the check runs once per `timeout`, not on every event).
-    pub async fn idle(&self, timeout: Duration) {
-        let mut seen = self.events.load(Ordering::Relaxed);
-        let sleep = tokio::time::sleep(timeout);
-        tokio::pin!(sleep);
-        loop {
-            sleep.as_mut().await;
-            let now = self.events.load(Ordering::Relaxed);
-            if now == seen && self.upstream_waits.load(Ordering::Relaxed) == 0 {
-                return;
-            }
-            seen = now;
-            sleep.as_mut().reset(tokio::time::Instant::now() + timeout);
-        }
-    }
-}
-
-/// Why a request stopped short of a forwarded response.
-#[derive(Debug)]
-pub enum Stop {
-    /// voxproxy answers itself.
-    Refused(ProxyError),
-    /// The client went away (while uploading): nobody is left to answer.
-    ClientGone,
-}
-
-impl From<ProxyError> for Stop {
-    fn from(e: ProxyError) -> Stop {
-        Stop::Refused(e)
-    }
-}
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
@@ -143,6 +48,8 @@ pub struct Proxy {
     pub forwarder: Forwarder,
     /// Which account a request acts for.
     pub accounts: account::Rules,
+    /// Client and account rate limits.
+    pub limits: Limits,
     /// The credentials in force (reload swaps them).
     pub credentials: Arc<ArcSwap<CredentialSet>>,
     /// Per-account tokens.
@@ -245,8 +152,12 @@ impl Proxy {
             )
             .await?;
             record.api_method = record.api_method.take().or(found);
-            policy::check_client_rate(id, &self.metrics)?;
+            if let Some(limit) = id.client.limit() {
+                self.limits.client(&id.client.name, limit).await?;
+            }
         }
+        let client = identity.as_ref().map(|id| &*id.client.name);
+        self.limits.account(account, client).await?;
         let token = self.tokens.get(account).await.map_err(|e| {
             ProxyError::new(
                 ErrorKind::TokenUnavailable,

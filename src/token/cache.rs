@@ -19,7 +19,8 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::HeaderValue;
 
-use super::{Claims, Clock, MintError, Signer};
+use super::clock::Clock;
+use super::mint::{Claims, MintError, Signer};
 use crate::account::AccountId;
 
 /// Tokens with less than this many seconds left are not handed out: a request must not carry a

@@ -2,11 +2,11 @@
 //! background so a request never waits for a signature in the steady state.
 
 mod cache;
+mod clock;
 mod mint;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub use cache::{CacheConfig, CacheObserver, Token, TokenCache, TokenError};
+pub use clock::{Clock, SystemClock, TokioClock};
 pub use mint::{Claims, MintError, Signer, mint};
 
 use crate::account::AccountId;
@@ -23,46 +23,4 @@ pub fn signers(creds: &[Credentials]) -> Vec<(AccountId, std::sync::Arc<dyn Sign
             )
         })
         .collect()
-}
-
-/// Wall-clock seconds since the Unix epoch, injectable so tests control time.
-pub trait Clock: Send + Sync + 'static {
-    /// Now, in whole seconds since the epoch.
-    fn now(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
-    }
-}
-
-/// A clock that follows tokio's (pausable) time from a fixed start: tests advance it with
-/// `tokio::time::advance` and background refreshes fire deterministically.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    start_unix: i64,
-    start: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock reading `start_unix` now.
-    pub fn starting_at(start_unix: i64) -> TokioClock {
-        TokioClock {
-            start_unix,
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> i64 {
-        self.start_unix + self.start.elapsed().as_secs() as i64
-    }
 }

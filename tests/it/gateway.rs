@@ -1062,7 +1062,7 @@ async fn client_add_list_remove_keep_the_operators_comments() {
         &["client", "add", "CRM", "--static-key"][..],
         &["client", "remove", "nobody"][..],
         &["client", "add", "bad name", "--static-key"][..],
-        &["client", "add", "x", "--static-key", "--rate", "5/h"][..],
+        &["client", "add", "x", "--static-key", "--rate", "5/d"][..],
     ] {
         let (code, out, err) = setup.cli(args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 /// The layers of `src/lib.rs`'s map, lowest first. A module may import from its own layer's
 /// lower neighbours and any layer below, never above.
 const LAYERS: &[&[&str]] = &[
-    &["body", "files", "headers"],
+    &["body", "build_info", "files", "headers"],
     &["error"],
     &["account"],
     &["config"],
     &["credentials", "token"],
     &["target"],
-    &["metrics"],
+    &["metrics", "limits"],
     &["gateway"],
     &["upstream", "tls", "admin"],
     &["proxy"],
@@ -63,16 +63,36 @@ fn module_of(src: &Path, file: &Path) -> Vec<String> {
     parts
 }
 
-/// The code of a file without its `#[cfg(test)]` module and comments.
+/// The code of a file without its `#[cfg(test)]` module, comments and `macro_rules!` bodies (a
+/// macro's paths belong where it is invoked).
 fn code(text: &str) -> String {
     let text = match text.find("#[cfg(test)]\nmod tests") {
         Some(i) => &text[..i],
         None => text,
     };
-    text.lines()
+    let mut code: String = text
+        .lines()
         .map(|l| l.split("//").next().unwrap_or(""))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    while let Some(start) = code.find("macro_rules!") {
+        let open = start + code[start..].find('{').unwrap_or(0);
+        let mut depth = 0;
+        let mut end = code.len();
+        for (i, c) in code[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                end = open + i + 1;
+                break;
+            }
+        }
+        code.replace_range(start..end, "");
+    }
+    code
 }
 
 /// Paths named after `prefix` (`crate::`, `super::`): each as its segments; a `{a, b}` group
