@@ -322,29 +322,98 @@ check "container: Dockerfile structure (multi-stage, --locked, distroless, USER 
 
 check "yaml: yamllint --strict deploy/" yamllint --strict -c "$DEPLOY/.yamllint" "$DEPLOY"
 
-mapfile -t K8S_FILES < <(find "$DEPLOY/kubernetes" -name '*.yaml' ! -name kustomization.yaml | sort)
-mapfile -t KUSTOMIZATIONS < <(find "$DEPLOY/kubernetes" -name kustomization.yaml -printf '%h\n' | sort)
+PYCHECK=("$VENV/bin/python" "$REPO/.ci/deploy_checks.py")
 
+# Manifests checked file by file: not kustomization.yaml, not the patches of
+# components (patch-*.yaml: partial objects, checked once rendered), and not
+# the Prometheus Operator's kinds (kubernetes-validate has no schema for a
+# CRD and would pass them with only a warning; see "CRDs" below).
+mapfile -t K8S_FILES < <(find "$DEPLOY/kubernetes" -name '*.yaml' ! -name kustomization.yaml \
+    ! -name 'patch-*.yaml' -exec grep -L '^apiVersion: monitoring.coreos.com/' {} + | sort)
+
+# What gets rendered: every directory whose kustomization.yaml is a
+# Kustomization, as it is (a Component cannot be built alone), and the
+# overlays deploy/README.md tells operators to write, taken from the README
+# itself, plus every component at once. RENDERS holds "label dir" pairs.
+RENDERS=()
+while IFS= read -r file; do
+    dir=$(dirname "$file")
+    RENDERS+=("${dir#"$DEPLOY"/} $dir")
+done < <(find "$DEPLOY/kubernetes" -name kustomization.yaml -exec grep -lx 'kind: Kustomization' {} + | sort)
+OVERLAYS=$WORK/overlays
+readme_overlay() {
+    local name=$1
+    "${PYCHECK[@]}" readme-overlay "$name" "$OVERLAYS/$name" "$REPO" || return 1
+    RENDERS+=("overlay/$name $OVERLAYS/$name")
+}
+# The clients file kept in git next to the overlay: the example stands in.
+mkdir -p "$OVERLAYS/clients-from-git"
+cp "$DEPLOY/kubernetes/gateway/clients.example.toml" "$OVERLAYS/clients-from-git/clients.toml"
+readme_overlay clients-from-git >"$WORK/overlay.log" 2>&1 || { cat "$WORK/overlay.log" >&2; exit 1; }
+
+rendered_path() { local label=$1; echo "$WORK/${label//\//_}.rendered.yaml"; }
 kustomize_build() {
     local dir=$1 out=$2
     kubectl kustomize "$dir" >"$out" || return 1
     grep -c '^kind:' "$out" | sed 's/$/ resources rendered/'
 }
-for dir in "${KUSTOMIZATIONS[@]}"; do
-    name=${dir#"$DEPLOY"/}
-    check "kubernetes: kubectl kustomize $name" kustomize_build "$dir" "$WORK/${name//\//_}.rendered.yaml"
+for pair in "${RENDERS[@]}"; do
+    label=${pair%% *}
+    check "kubernetes: kubectl kustomize $label" kustomize_build "${pair#* }" "$(rendered_path "$label")"
 done
 for v in "${KUBERNETES_VERSIONS[@]}"; do
     check "kubernetes: kubernetes-validate --strict -k $v (${#K8S_FILES[@]} manifests)" \
         kubernetes-validate --strict --no-warn -k "$v" "${K8S_FILES[@]}"
-    for dir in "${KUSTOMIZATIONS[@]}"; do
-        name=${dir#"$DEPLOY"/}
-        rendered=$WORK/${name//\//_}.rendered.yaml
+    for pair in "${RENDERS[@]}"; do
+        label=${pair%% *}
+        rendered=$(rendered_path "$label")
         [[ -s $rendered ]] || continue
-        check "kubernetes: kubernetes-validate --strict -k $v (rendered $name)" \
+        check "kubernetes: kubernetes-validate --strict -k $v (rendered $label)" \
             kubernetes-validate --strict --no-warn -k "$v" "$rendered"
     done
 done
+
+# `kubectl apply -k` must leave the operator's Secret and ConfigMap alone:
+# nothing we ship renders one (it would overwrite the real key or clients on
+# every apply). The README's clients-from-git overlay is the operator's own
+# choice to let kustomize own the ConfigMap, so it is checked on its own.
+operator_data() {
+    local pair label files=()
+    for pair in "${RENDERS[@]}"; do
+        label=${pair%% *}
+        [[ $label == overlay/clients-from-git ]] && continue
+        files+=("$(rendered_path "$label")")
+    done
+    "${PYCHECK[@]}" operator-data "${files[@]}"
+}
+check "kubernetes: nothing rendered overwrites operator data (no Secret, no ConfigMap)" operator_data
+operator_data_negative() {
+    # The bug this guards against: a ConfigMap voxproxy-clients listed beside
+    # the gateway. The check must name it.
+    local dir=$OVERLAYS/negative rc=0
+    mkdir -p "$dir"
+    cat >"$dir/configmap.yaml" <<'YAML'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: voxproxy-clients
+data:
+  clients.toml: ""
+YAML
+    printf 'resources:\n  - %s\n  - configmap.yaml\n' \
+        "$(realpath --relative-to="$dir" "$DEPLOY/kubernetes/gateway")" >"$dir/kustomization.yaml"
+    kubectl kustomize "$dir" >"$WORK/negative.yaml" || return 1
+    local out
+    out=$("${PYCHECK[@]}" operator-data "$WORK/negative.yaml") || rc=$?
+    echo "$out"
+    [[ $rc -eq 1 && $out == *'renders ConfigMap voxproxy-clients (read by Deployment voxproxy/voxproxy)'* ]]
+}
+check "kubernetes: operator-data check catches a ConfigMap voxproxy-clients (exit 1)" operator_data_negative
+check "kubernetes: clients-from-git overlay owns ConfigMap voxproxy-clients (no hash suffix)" \
+    "${PYCHECK[@]}" clients-overlay "$(rendered_path overlay/clients-from-git)" \
+    "$OVERLAYS/clients-from-git/clients.toml"
+check "kubernetes: gateway/clients.example.toml parses (voxproxy client list)" \
+    "$BINARY" client list --clients "$DEPLOY/kubernetes/gateway/clients.example.toml"
 
 k8s_policy() {
     # The security settings the issue asks for, on every rendered workload
