@@ -477,20 +477,20 @@ dashboards() {
 }
 check "monitoring: dashboard structure + every query parsed by promtool" dashboards
 
-# The contract's stable metric names (design.md, Admin endpoints) and the
+# voxproxy's stable metric names (design.md, "Admin endpoints") and the
 # standard series: dashboards and alerts may use nothing else.
-contract_names() {
+stable_names() {
     local used allowed extra name
     used=$(python3 "$MON/metric_names.py" --list) || return 1
-    allowed='^(voxproxy_requests_total|voxproxy_request_duration_seconds_(bucket|sum|count)|voxproxy_upstream_duration_seconds_(bucket|sum|count)|voxproxy_requests_in_flight|voxproxy_errors_total|voxproxy_tokens_minted_total|voxproxy_token_mint_failures_total|voxproxy_token_expiry_timestamp_seconds|voxproxy_credentials_reloads_total|voxproxy_credentials_info|voxproxy_build_info|process_[a-z_]+)$'
+    allowed='^(voxproxy_requests_total|voxproxy_request_duration_seconds_(bucket|sum|count)|voxproxy_upstream_duration_seconds_(bucket|sum|count)|voxproxy_requests_in_flight|voxproxy_errors_total|voxproxy_tokens_minted_total|voxproxy_token_mint_failures_total|voxproxy_token_expiry_timestamp_seconds|voxproxy_credentials_reloads_total|voxproxy_credentials_info|voxproxy_build_info|voxproxy_rate_limited_total|voxproxy_rate_limit_wait_seconds_(bucket|sum|count)|voxproxy_limits_shared|process_[a-z_]+)$'
     while IFS= read -r name; do echo "used: $name"; done <<<"$used"
     extra=$(echo "$used" | grep -Ev "$allowed" || true)
     if [[ -n $extra ]]; then
-        echo "not a stable contract name: $extra"
+        echo "not a stable metric name: $extra"
         return 1
     fi
 }
-check "monitoring: dashboards and alerts use only the contract's metric names" contract_names
+check "monitoring: dashboards and alerts use only stable metric names" stable_names
 check "monitoring: metric_names.py passes on testdata/metrics.txt" \
     python3 "$MON/metric_names.py" "$MON/testdata/metrics.txt"
 
