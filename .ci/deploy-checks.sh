@@ -345,12 +345,12 @@ check "container: Dockerfile structure (multi-stage, --locked, distroless, USER 
 
 # compose ----------------------------------------------------------------------
 
-# `docker compose config` would be the natural check, but this machine's
-# docker client has no compose plugin (and needs no engine for `config`, but
-# Debian 12 only packages the old Python Compose v1). The Compose
-# Specification's own JSON schema, vendored in check-jsonschema, is what
-# Compose v2 validates against; the structural check adds what the schema
-# cannot know (replicas, read-only mounts, the probe, hardening).
+# `docker compose config` needs no engine, but it needs the compose plugin,
+# which the docker client on these machines lacks; Debian 12 packages only
+# the retired Python Compose v1. So the file is validated against the
+# Compose Specification's own JSON schema (the one Compose v2 uses), vendored
+# in check-jsonschema, and a structural check adds what a schema cannot know
+# (replicas, read-only mounts, the probe, hardening).
 COMPOSE=$DEPLOY/compose/docker-compose.yaml
 check "compose: docker-compose.yaml against the Compose Specification schema" \
     check-jsonschema --builtin-schema vendor.compose-spec "$COMPOSE"
@@ -387,7 +387,7 @@ readme_overlay() {
 mkdir -p "$OVERLAYS/clients-from-git"
 cp "$DEPLOY/kubernetes/gateway/clients.example.toml" "$OVERLAYS/clients-from-git/clients.toml"
 for overlay in clients-from-git shared-limits prometheus-operator; do
-    readme_overlay "$overlay" >"$WORK/overlay.log" 2>&1 || { cat "$WORK/overlay.log" >&2; exit 1; }
+    check "kubernetes: overlay $overlay taken from deploy/README.md" readme_overlay "$overlay"
 done
 # Every component at once.
 mkdir -p "$OVERLAYS/all-components"
