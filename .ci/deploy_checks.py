@@ -45,6 +45,10 @@ usage: deploy_checks.py COMMAND ARGS...
       VOXPROXY_LIMITS_REDIS=redis://voxproxy-redis:6379, the Service leads to
       the Redis pods' 6379, only gateway pods may reach Redis (and only on
       6379), Redis may reach nothing, and the gateway may reach Redis.
+  redis-args FILE
+      Print the redis-server command line, one argument a line, of the Redis
+      in FILE: a rendered kustomization (the Redis component's container) or
+      the Compose file (service redis).
   compose COMPOSE_FILE DOCKERFILE
       The docker-compose example: two voxproxy replicas with Redis for the
       shared limits, key and clients mounted read-only as directories, admin
@@ -576,6 +580,24 @@ def cmd_builtin_only(path, out):
     return 0
 
 
+def cmd_redis_args(path):
+    argv = None
+    for d in docs(path):
+        if d.get("kind") == "Deployment":
+            for c in d["spec"]["template"]["spec"].get("containers", []):
+                if c.get("name") == "redis":
+                    argv = list(c.get("command", [])) + list(c.get("args", []))
+        elif "services" in d and "redis" in d["services"]:
+            argv = d["services"]["redis"].get("command")
+    if not isinstance(argv, list) or argv[:1] != ["redis-server"]:
+        print(f"{path}: no redis-server command line (a list starting with redis-server): {argv!r}",
+              file=sys.stderr)
+        return 1
+    for a in argv:
+        print(a)
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -599,6 +621,8 @@ def main(argv):
         return cmd_crds(args)
     if cmd == "redis-wiring" and len(args) == 1:
         return cmd_redis_wiring(*args)
+    if cmd == "redis-args" and len(args) == 1:
+        return cmd_redis_args(*args)
     if cmd == "compose" and len(args) == 2:
         return cmd_compose(*args)
     print(f"deploy_checks.py: bad command line: {' '.join(argv[1:])}", file=sys.stderr)
