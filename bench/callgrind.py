@@ -315,9 +315,7 @@ def cmd_report(args):
                     / b["per_request_without_rng"],
                 })
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    src_dir = os.path.dirname(os.path.abspath(args.voxproxy_src))
-    git = subprocess.run(["git", "-C", src_dir, "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip() or "?"
+    git = args.voxproxy_rev
     import hashlib  # noqa: PLC0415
 
     with open(args.voxproxy, "rb") as f:
@@ -341,7 +339,8 @@ def cmd_report(args):
         f.write("\n")
 
     lines = [
-        f"Run {now} on {result['machine']['cpu_model']}; voxproxy {git} (sha256 {sha}), "
+        f"Run {now} on {result['machine']['cpu_model']}; voxproxy built from {git} "
+        f"(binary sha256 {sha}), "
         f"{result['versions']['nginx']}, {result['versions']['valgrind']}.",
         "",
         f"Command: `{args.command}` — each system under `valgrind --tool=callgrind` from start to "
@@ -426,6 +425,7 @@ def main():
     p.add_argument("--connections", type=int, default=0)
     p.add_argument("--voxproxy", required=True, help="the binary measured (for its hash)")
     p.add_argument("--voxproxy-src", required=True, help="where it came from")
+    p.add_argument("--voxproxy-rev", default="?", help="the commit it was built from")
     p.add_argument("--all-listings", action="store_true", help="listings for every system")
     p.add_argument("--readme")
     p.set_defaults(run=cmd_report)

@@ -211,4 +211,5 @@ readme_args=()
 [[ $WRITE_README == 1 ]] && readme_args=(--readme "$ROOT/bench/README.md")
 python3 "$ROOT/bench/callgrind.py" report --runs "$WORK/runs.jsonl" --rng-regex "$RNG_REGEX" \
     --out "$OUT" --results-dir "$RESULTS" --command "$command_line" --connections "$CONNS" \
-    --voxproxy "$VOXPROXY" --voxproxy-src "$VOXPROXY_SRC" "${readme_args[@]}"
+    --voxproxy "$VOXPROXY" --voxproxy-src "$VOXPROXY_SRC" --voxproxy-rev "$(voxproxy_rev "$VOXPROXY_SRC")" \
+    --all-listings "${readme_args[@]}"

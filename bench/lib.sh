@@ -351,3 +351,20 @@ voxproxy_args() {
         --upstream-ca "$WORK/ca.pem" --credentials "$WORK/credentials.json"
         --workers 1 --log-level warn --log-format json)
 }
+
+# voxproxy_rev BINARY: what a voxproxy binary was built from, when it sits in a git worktree's
+# target directory: the last commit that touched the code (src/, Cargo.toml, Cargo.lock), with
+# "+local changes" when those paths differ from it now. Its sha256 identifies it exactly.
+voxproxy_rev() {
+    local dir rev
+    dir=$(dirname "$1")
+    rev=$(git -C "$dir" log -1 --format=%h -- :/src :/Cargo.toml :/Cargo.lock 2>/dev/null) || rev=
+    [[ -n $rev ]] || {
+        echo "?"
+        return 0
+    }
+    if [[ -n $(git -C "$dir" status --porcelain -- :/src :/Cargo.toml :/Cargo.lock 2>/dev/null) ]]; then
+        rev+="+local changes"
+    fi
+    echo "$rev"
+}

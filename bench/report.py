@@ -75,6 +75,7 @@ def per_run(m):
         "cpu_pct": 100 * m["cpu_ticks"] / m["clk_tck"] / secs,
         "upstream_cpu_us_per_req": m["upstream_cpu_ticks"] * tick_us / reqs,
         "other_cpu_pct": 100 * m.get("other_cpu_ticks", 0) / m["clk_tck"] / secs,
+        "wrk_cpu_pct": 100 * m.get("wrk_cpu_ticks", 0) / m["clk_tck"] / secs,
         "other_top": m.get("other_top", []),
         "tries": m.get("tries", 1),
         "peak_rss_kib": m["peak_rss_kib"],
@@ -100,7 +101,7 @@ def rows_from(raw):
         row = {"system": system, "workload": workload, "rounds": len(runs)}
         for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req",
                   "sys_us_per_req", "syscalls_per_req", "cpu_pct", "upstream_cpu_us_per_req",
-                  "other_cpu_pct"):
+                  "other_cpu_pct", "wrk_cpu_pct"):
             row[k] = med(k)
         row.update(
             {
@@ -191,9 +192,9 @@ def fmt_table(rows):
     head = (
         "| system | workload | req/s | p50 ms | p99 ms | CPU µs/req | user µs/req | sys µs/req "
         "| syscalls/req | CPU % | peak RSS MiB | upstream CPU µs/req | upstream conns opened "
-        "| other CPU % | non-2xx | socket errors |"
+        "| wrk CPU % | other CPU % | non-2xx | socket errors |"
     )
-    lines = [head, "|" + "---|" * 16]
+    lines = [head, "|" + "---|" * 17]
     for r in rows:
         name = r["system"] + ("" if r["valid"] else " **(INVALID)**")
         d = "†" if r["system"] == "direct" else ""
@@ -204,7 +205,7 @@ def fmt_table(rows):
             f"| {r['cpu_pct']:.0f}{d} | {r['peak_rss_kib'] / MIB:.1f}{d} "
             f"| {'-' if r['system'] == 'direct' else num(r['upstream_cpu_us_per_req'], '.1f')} "
             f"| {'-' if r['upstream_conns_opened'] < 0 else r['upstream_conns_opened']} "
-            f"| {r['other_cpu_pct']:.0f} | {r['non_2xx']} | {r['socket_errors']} |"
+            f"| {r['wrk_cpu_pct']:.0f} | {r['other_cpu_pct']:.0f} | {r['non_2xx']} | {r['socket_errors']} |"
         )
     return "\n".join(lines)
 
@@ -300,7 +301,7 @@ def main():
     section = "\n".join(
         [
             f"Run {now} on {mach['nproc']} × {mach['cpu_model']} (Linux {mach['kernel']}); "
-            f"voxproxy {v['voxproxy']} (sha256 {meta['voxproxy_sha256']}), {v['nginx']}, "
+            f"voxproxy built from {v['voxproxy']} (binary sha256 {meta['voxproxy_sha256']}), {v['nginx']}, "
             f"{v['haproxy'].split(' - ')[0]}, {v['wrk'].split(' Copyright')[0]}.",
             "",
             f"Command: `{meta['command']}` — {meta['upstream']} upstream, {meta['rounds']} "
@@ -311,7 +312,8 @@ def main():
             f"{meta['syscall_seconds']} s pass after each measured window. Upstream conns "
             "opened: new connections the nginx upstream accepted during the measured window "
             "(stub_status; the largest over rounds; direct: wrk's own). † direct: the "
-            "upstream's own CPU, syscalls and RSS. Other CPU %: what other processes used "
+            "upstream's own CPU, syscalls and RSS. wrk CPU %: the load generator's own (near "
+            "100: the load, not the system, set the pace). Other CPU %: what other processes used "
             f"meanwhile (measurements over {meta['max_other_cpu']} % were taken again, "
             f"{sum(r['retries'] for r in rows)} times in all); the busiest of them: "
             f"{others_note(rows)}.",

@@ -580,7 +580,7 @@ command_line="bash bench/run.sh"
 for v in BENCH_DURATION BENCH_ROUNDS BENCH_UPSTREAM BENCH_PIN BENCH_SYSTEMS BENCH_WORKLOADS BENCH_CONNECTIONS BENCH_SYSCALLS BENCH_IDLE_CONNS; do
     [[ -n ${!v:-} ]] && command_line="$v=${!v@Q} $command_line"
 done
-vox_git=$(git -C "$(dirname "$VOXPROXY_SRC")" describe --always --dirty 2>/dev/null || echo "?")
+vox_git=$(voxproxy_rev "$VOXPROXY_SRC")
 python3 - "$command_line" "$WORK/meta.json" <<EOF
 import json, subprocess, sys, hashlib
 def out(*cmd):
