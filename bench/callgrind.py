@@ -11,7 +11,7 @@
 
 The RNG subtree. Valgrind hides RDRAND from the program, so aws-lc seeds its DRBG from its
 jitter-entropy source instead (`jent_*`: hundreds of millions of instructions, once, at start-up
-with aws-lc 0.47's tree DRBG; the slope cancels that); what is left per request is the CTR-DRBG
+with aws-lc 0.47's tree DRBG, before bench/instructions.sh zeroes the counters); what is left per request is the CTR-DRBG
 behind RAND_bytes (voxproxy's request ids). Every figure is given with and without the subtree.
 Callgrind records costs per function and per caller->callee arc (the arc's cost is inclusive),
 not whole stacks, so the subtree is taken as: M = functions whose name matches the regex; D =
@@ -188,8 +188,8 @@ def fmt_listing(s, n, title):
         r = s["rng"]
         lines.append(f"RNG subtree (/{r['regex']}/, entered from outside): {r['per_request']:,.0f} per "
                      f"request ({100 * r['per_request'] / per:.1f} %); without it: "
-                     f"{s['per_request_without_rng']:,.0f}; its fixed part (start-up seeding, "
-                     f"cancelled by the slope): {r['fixed']:,.0f}")
+                     f"{s['per_request_without_rng']:,.0f}; its part that does not grow with "
+                     f"requests: {r['fixed']:,.0f}")
         lines.append("  entry arcs per request:")
         for e in r["entries"][:8]:
             lines.append(f"    {e['per_request']:>10,.0f}  {e['caller']}  ->  {e['callee']}")
@@ -263,23 +263,34 @@ def cmd_report(args):
         runs = [json.loads(line) for line in f if line.strip()]
     pairs = {}
     for r in runs:
-        pairs.setdefault((r["system"], r["workload"]), []).append(r)
-    rows = []
-    for (system, workload), rs in pairs.items():
+        pairs.setdefault((r["system"], r["workload"], r.get("repeat", 1)), []).append(r)
+    slopes = {}
+    for (system, workload, rep), rs in pairs.items():
         rs.sort(key=lambda r: r["requests"])
         a, b = rs[0], rs[-1]
         s = slope(Profile(a["file"]), a["requests"], Profile(b["file"]), b["requests"],
                   args.rng_regex)
+        slopes.setdefault((system, workload), []).append((s, a, b))
+    rows = []
+    for (system, workload), reps in slopes.items():
+        # The repeat with the median slope gives the details; the row gives every repeat's figure.
+        reps.sort(key=lambda t: t[0]["per_request"])
+        s, a, b = reps[(len(reps) - 1) // 2]
         row = {
             "system": system,
             "workload": workload,
+            "repeats": len(reps),
             "requests": s["requests"],
             "instructions": s["instructions"],
             "per_request": s["per_request"],
+            "per_request_repeats": [t[0]["per_request"] for t in reps],
             "rng_per_request": s["rng"]["per_request"],
             "per_request_without_rng": s["per_request_without_rng"],
+            "per_request_without_rng_repeats": sorted(t[0]["per_request_without_rng"] for t in reps),
             "rng_entries": s["rng"]["entries"][:10],
             "upstream_conns_opened": [a["upstream_conns_opened"], b["upstream_conns_opened"]],
+            "upstream_conns_differ": any(t[1]["upstream_conns_opened"] or t[2]["upstream_conns_opened"]
+                                         for t in reps),
             "client_rps_under_callgrind": [a["load"]["rps"], b["load"]["rps"]],
             "components": components(s["self"]),
             "top_self": top(s["self"], 40),
@@ -293,11 +304,12 @@ def cmd_report(args):
                 f.write(fmt_listing(
                     s, 40,
                     f"# {system}, {workload.upper()}: user-space instructions per request "
-                    f"(callgrind; bench/instructions.sh)"))
+                    f"(callgrind; bench/instructions.sh); the median of {len(reps)} repeats "
+                    f"({', '.join(format(t[0]['per_request'], ',.0f') for t in reps)})"))
                 for inclusive in (False, True):
                     f.write(f"\n\n# callgrind_annotate --inclusive={'yes' if inclusive else 'no'} "
-                            f"of the {b['requests']:,}-request run (whole run: start-up, "
-                            "shutdown and the RNG subtree included)\n")
+                            f"of the {b['requests']:,}-request segment (totals, the RNG subtree "
+                            "included)\n")
                     f.write(annotate(b["file"], inclusive))
                 f.write("\n")
             print(f"wrote {path}", file=sys.stderr)
@@ -343,26 +355,30 @@ def cmd_report(args):
         f"(binary sha256 {sha}), "
         f"{result['versions']['nginx']}, {result['versions']['valgrind']}.",
         "",
-        f"Command: `{args.command}` — each system under `valgrind --tool=callgrind` from start to "
-        f"exit, twice, serving exactly N1 and N2 requests over {args.connections} keep-alive "
-        "connections; instructions per request = (I2 − I1) / (N2 − N1). User space only. "
+        f"Command: `{args.command}` — each system under `valgrind --tool=callgrind`, warmed up, "
+        "its counters zeroed, then serving exactly N requests over "
+        f"{args.connections} keep-alive connections before they are dumped; that with N1 and "
+        "with N2 requests in fresh processes, and instructions per request = (I2 − I1) / "
+        f"(N2 − N1), the median over {max(r['repeats'] for r in rows)} such pairs, with the "
+        "range. User space only. "
         "\"Without RNG\": minus the subtree under functions matching "
         f"`{args.rng_regex}`, entered from outside it (valgrind hides RDRAND, so aws-lc seeds "
-        "from its jitter-entropy source: a one-off cost at start-up, shown as \"RNG fixed\", "
-        "which the slope cancels; what remains per request is the DRBG behind voxproxy's "
-        "request ids).",
+        "from its jitter-entropy source: a one-off cost at start-up, before the counters are "
+        "zeroed; what remains per request is the DRBG behind voxproxy's request ids). "
+        "Upstream conns opened: during the measured segments (0: the handshakes are outside).",
         "",
-        "| system | workload | instructions/req | without RNG subtree | RNG subtree/req "
-        "| RNG fixed (start-up) | N1 → N2 | upstream conns opened (run 1, run 2) |",
+        "| system | workload | instructions/req | range | without RNG subtree | RNG subtree/req "
+        "| N1 → N2 | upstream conns opened (run 1, run 2) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['system']} | {r['workload'].upper()} | {r['per_request']:,.0f} "
+            f"| {min(r['per_request_repeats']):,.0f}–{max(r['per_request_repeats']):,.0f} "
             f"| {r['per_request_without_rng']:,.0f} | {r['rng_per_request']:,.0f} "
-            f"| {r['rng_fixed'] / 1e6:,.0f} M | {r['requests'][0]:,} → {r['requests'][1]:,} "
+            f"| {r['requests'][0]:,} → {r['requests'][1]:,} "
             f"| {r['upstream_conns_opened'][0]}, {r['upstream_conns_opened'][1]}"
-            f"{'' if r['upstream_conns_opened'][0] == r['upstream_conns_opened'][1] else ' ⚠ differ: handshakes do not cancel'} |"
+            f"{' ⚠ new upstream connections in a repeat: handshakes counted' if r['upstream_conns_differ'] else ''} |"
         )
     if ratios:
         lines += ["", "| ratio | workload | instructions/req | without RNG subtree |",

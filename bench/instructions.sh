@@ -4,23 +4,26 @@
 # nginx upstream and the client run natively. Instruction counts do not depend on what else the
 # machine is doing, so this is the figure to optimise against on a shared machine.
 #
-#   bash bench/instructions.sh                    # every system x workload (~15 min)
+#   bash bench/instructions.sh                    # every system x workload, 3 times (~15 min)
 #   BENCH_QUICK=1 bash bench/instructions.sh      # small request counts, GET only, no README
 #   BENCH_VOXPROXY=/work/main/target/release/voxproxy bash bench/instructions.sh
 #
-# Method: each system runs twice under callgrind, from start to exit, serving exactly N1 and then
-# N2 requests (bench/load.py: a fixed number over INSTR_CONNECTIONS keep-alive connections, every
-# answer checked to be 2xx); the figure is the slope (I2 - I1) / (N2 - N1), so start-up, the
-# token mint, connection set-up and shutdown cancel out. The same slope is taken per function
-# (self and inclusive) for the top-functions listings in bench/results/callgrind-*.txt.
+# Method: each system is started under callgrind, warmed up (the token minted, its upstream
+# connections and TLS sessions set up), its counters zeroed (callgrind_control -z), then it
+# serves exactly N requests (bench/load.py: a fixed number over INSTR_CONNECTIONS keep-alive
+# connections, every answer checked to be 2xx) and its counters are dumped (callgrind_control -d).
+# That is done with N1 and with N2 requests, each in a fresh process, and the figure is the slope
+# (I2 - I1) / (N2 - N1), so what every segment has once (the client's connections, the dump)
+# cancels out; start-up, the mint and the upstream handshakes are outside the segment. The whole
+# pair is repeated INSTR_REPEATS times; the table gives the median and the range. The upstream
+# connections opened during each segment are recorded (0 expected). The same slope is taken per
+# function (self and inclusive) for the listings in bench/results/callgrind-*.txt.
 #
 # Valgrind hides RDRAND from the program, so aws-lc seeds its DRBG from its jitter-entropy source
-# (jent_*): with aws-lc 0.47 a one-off ~420 M instructions at start-up, which the slope cancels;
-# per request what remains is the CTR-DRBG behind voxproxy's request ids. Every figure is given
-# twice anyway: as counted, and without the subtree of the functions matching INSTR_RNG_REGEX
-# (entered from outside it; bench/callgrind.py explains how). The upstream connections the
-# proxy opened in each run are recorded: if the two runs differ, a TLS handshake's cost does not
-# cancel, and the table says so.
+# (jent_*): with aws-lc 0.47 a one-off ~420 M instructions at start-up, before the counters are
+# zeroed; per request what remains is the CTR-DRBG behind voxproxy's request ids. Every figure is
+# given twice anyway: as counted, and without the subtree of the functions matching
+# INSTR_RNG_REGEX (entered from outside it; bench/callgrind.py explains how).
 #
 # Environment (defaults in brackets):
 #   INSTR_SYSTEMS        [nginx voxproxy voxproxy-h1 direct]
@@ -30,6 +33,10 @@
 #   INSTR_WORKLOADS      [get post]
 #   INSTR_CONNECTIONS    client keep-alive connections [10]
 #   INSTR_GET_REQUESTS   N1 N2 for GET ["2000 6000"]; INSTR_POST_REQUESTS ["400 1200"]
+#   INSTR_WARMUP_GET     requests before the counters are zeroed [1000]; INSTR_WARMUP_POST [200]
+#   INSTR_REPEATS        pairs of runs per system x workload; the table gives the median slope
+#                        and the range [3; 1 with BENCH_QUICK]
+#   INSTR_ASLR           1: leave address-space randomisation on (setarch -R is used otherwise)
 #   INSTR_PIN            CPU of the process under callgrind / CPU of the upstream and client [0/1]
 #   INSTR_RNG_REGEX      [jent_|CRYPTO_rdrand|RAND_bytes]
 #   BENCH_QUICK          1: GET only, N 300/900, results to a temporary file, no README
@@ -63,6 +70,10 @@ else
 fi
 read -r -a SYSTEMS <<<"${INSTR_SYSTEMS:-nginx voxproxy voxproxy-h1 direct}"
 CONNS=${INSTR_CONNECTIONS:-10}
+REPEATS=${INSTR_REPEATS:-3}
+WARM_GET=${INSTR_WARMUP_GET:-1000}
+WARM_POST=${INSTR_WARMUP_POST:-200}
+[[ $QUICK == 1 ]] && REPEATS=${INSTR_REPEATS:-1}
 PIN_SPEC=${INSTR_PIN:-0/1}
 IFS=/ read -r VG_CPUS LOAD_CPUS <<<"$PIN_SPEC"
 RNG_REGEX=${INSTR_RNG_REGEX:-jent_|CRYPTO_rdrand|RAND_bytes}
@@ -121,12 +132,17 @@ wait_listen() {
 }
 
 VG=(valgrind --tool=callgrind --dump-instr=no --collect-jumps=no --separate-threads=no)
+# Without address-space randomisation, so that hash tables keyed by pointers (OpenSSL's, glibc's)
+# lay out the same from run to run.
+[[ ${INSTR_ASLR:-0} == 1 ]] || VG=(setarch "$(uname -m)" -R "${VG[@]}")
 
-# one_run SYSTEM WORKLOAD N: the system under callgrind from start to exit, serving exactly N
-# requests; leaves $WORK/cg-SYSTEM-WORKLOAD-N.out and a JSON line in $WORK/runs.jsonl.
+# one_run SYSTEM WORKLOAD N REPEAT: the system under callgrind from start to exit, serving exactly
+# N requests; leaves $WORK/cg-SYSTEM-WORKLOAD-N-rREPEAT.out and a JSON line in $WORK/runs.jsonl.
 one_run() {
-    local sys=$1 wl=$2 n=$3 port url cg pid sig=TERM client_args=() load_json acc0 acc1
-    cg=$WORK/cg-$sys-$wl-$n.out
+    local sys=$1 wl=$2 n=$3 rep=$4 port url cg pid sig=TERM client_args=() load_json acc0 acc1 warm
+    warm=$WARM_GET
+    [[ $wl == post ]] && warm=$WARM_POST
+    cg=$WORK/cg-$sys-$wl-$n-r$rep.out
     port=$(free_port)
     case $sys in
     nginx)
@@ -167,22 +183,33 @@ one_run() {
         client_args+=(--post-bytes 65536)
         ;;
     esac
+    # Warm-up: the token, the upstream connections and their TLS sessions, the allocator's pools.
+    pin "$LOAD_CPUS" python3 "$ROOT/bench/load.py" --url "$url" --requests "$warm" \
+        --connections "$CONNS" --json "${client_args[@]}" >/dev/null || {
+        echo "$sys $wl: the warm-up failed; log:" >&2
+        tail -20 "$WORK/$sys-$wl-$n.log" >&2
+        exit 1
+    }
     acc0=$(upstream_accepts "$UP_STATUS_PORT")
+    callgrind_control -z "$pid" >/dev/null
     load_json=$(pin "$LOAD_CPUS" python3 "$ROOT/bench/load.py" --url "$url" --requests "$n" \
         --connections "$CONNS" --json "${client_args[@]}") || {
         echo "$sys $wl: the load failed: $load_json" >&2
         exit 1
     }
+    callgrind_control -d "$pid" >/dev/null
     acc1=$(upstream_accepts "$UP_STATUS_PORT")
     stop "$pid" "$sig" 120
+    # The dump of the measured segment; the program's exit writes $cg itself (shutdown only).
+    cg=$cg.1
     [[ -s $cg ]] || {
         echo "$sys $wl: callgrind wrote no $cg; log:" >&2
         tail -20 "$WORK/$sys-$wl-$n.log" >&2
         exit 1
     }
-    printf '{"system":"%s","workload":"%s","requests":%d,"file":"%s","upstream_conns_opened":%d,"load":%s}\n' \
-        "$sys" "$wl" "$n" "$cg" "$((acc1 - acc0))" "$load_json" >>"$WORK/runs.jsonl"
-    log "$sys $wl: $n requests under callgrind ($(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rps"])' "$load_json") req/s), upstream connections opened: $((acc1 - acc0))"
+    printf '{"system":"%s","workload":"%s","requests":%d,"repeat":%d,"file":"%s","upstream_conns_opened":%d,"load":%s}\n' \
+        "$sys" "$wl" "$n" "$rep" "$cg" "$((acc1 - acc0 - 1))" "$load_json" >>"$WORK/runs.jsonl"
+    log "[$rep/$REPEATS] $sys $wl: $n requests under callgrind ($(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rps"])' "$load_json") req/s), upstream connections opened: $((acc1 - acc0 - 1))"
 }
 
 : >"$WORK/runs.jsonl"
@@ -195,16 +222,18 @@ for wl in "${WORKLOADS[@]}"; do
         exit 2
         ;;
     esac
-    for sys in "${SYSTEMS[@]}"; do
-        one_run "$sys" "$wl" "$N1"
-        one_run "$sys" "$wl" "$N2"
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        for sys in "${SYSTEMS[@]}"; do
+            one_run "$sys" "$wl" "$N1" "$rep"
+            one_run "$sys" "$wl" "$N2" "$rep"
+        done
     done
 done
 
 mkdir -p "$RESULTS" "$(dirname "$OUT")"
 command_line="bash bench/instructions.sh"
 [[ $QUICK == 1 ]] && command_line="BENCH_QUICK=1 $command_line"
-for v in INSTR_SYSTEMS INSTR_WORKLOADS INSTR_CONNECTIONS INSTR_GET_REQUESTS INSTR_POST_REQUESTS BENCH_VOXPROXY; do
+for v in INSTR_SYSTEMS INSTR_WORKLOADS INSTR_CONNECTIONS INSTR_GET_REQUESTS INSTR_POST_REQUESTS INSTR_REPEATS INSTR_ASLR BENCH_VOXPROXY; do
     [[ -n ${!v:-} ]] && command_line="$v=${!v@Q} $command_line"
 done
 readme_args=()

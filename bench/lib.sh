@@ -247,11 +247,9 @@ EOF
 }
 
 # upstream_accepts STATUS_PORT: connections the nginx upstream has accepted so far, this query's
-# own excluded.
+# own included: between two readings, new connections = the difference - 1.
 upstream_accepts() {
-    local n
-    n=$(curl -s "http://127.0.0.1:$1/status" | awk 'NR == 3 {print $1}')
-    echo $((n - 1))
+    curl -s "http://127.0.0.1:$1/status" | awk 'NR == 3 {print $1}'
 }
 
 nginx_version() { nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p'; }

@@ -522,7 +522,7 @@ measure() {
     printf '{"round":%d,"system":"%s","workload":"%s","utime_ticks":%d,"stime_ticks":%d,"cpu_ticks":%d,"upstream_cpu_ticks":%d,"wrk_cpu_ticks":%d,"other_cpu_ticks":%d,"other_top":%s,"tries":%d,"clk_tck":%d,"peak_rss_kib":%d,"peak_rss_tree_kib":%d,"upstream_conns_opened":%d,"syscalls":%d,"syscall_requests":%d,"wrk":%s,"check":%s}\n' \
         "$round" "$sys" "$wl" "$((u1 - u0))" "$((s1 - s0))" "$proxy_ticks" "$up_ticks" \
         "$wrk_ticks" "$other_ticks" "$others" "$TRY" "$CLK_TCK" "$rss_max" "$rss_sum" \
-        "$((acc1 < 0 ? -1 : acc1 - acc0))" "$SC_CALLS" "$SC_REQUESTS" "$wrkjson" "$check" >"$WORK/last.json"
+        "$((acc1 < 0 ? -1 : acc1 - acc0 - 1))" "$SC_CALLS" "$SC_REQUESTS" "$wrkjson" "$check" >"$WORK/last.json"
     MEASURED_RPS=$(python3 -c 'import json,sys; w=json.loads(sys.argv[1]); print(round(w["requests"]*1e6/w["duration_us"]))' "$wrkjson")
 }
 
