@@ -191,13 +191,19 @@ one_run() {
         exit 1
     }
     acc0=$(upstream_accepts "$UP_STATUS_PORT")
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1 || {
+        echo "$sys $wl: callgrind_control -z $pid failed" >&2
+        exit 1
+    }
     load_json=$(pin "$LOAD_CPUS" python3 "$ROOT/bench/load.py" --url "$url" --requests "$n" \
         --connections "$CONNS" --json "${client_args[@]}") || {
         echo "$sys $wl: the load failed: $load_json" >&2
         exit 1
     }
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null 2>&1 || {
+        echo "$sys $wl: callgrind_control -d $pid failed" >&2
+        exit 1
+    }
     acc1=$(upstream_accepts "$UP_STATUS_PORT")
     stop "$pid" "$sig" 120
     # The dump of the measured segment; the program's exit writes $cg itself (shutdown only).
