@@ -9,7 +9,10 @@ a request; leaves them idle, and compares the VmRSS of the proxy's process tree 
 worker) before and after. Counts are cumulative: `--counts 1000,5000` measures at 1,000 open
 connections, then opens 4,000 more. It then checks that a sample still answers, closes them all,
 and reads VmRSS again after --settle seconds: the contract asks that after a burst of connections
-closes, RSS comes back within 2x of the idle baseline.
+closes, RSS comes back within 2x of the idle baseline. A second burst of the same size (--bursts)
+tells memory kept for reuse (RSS stays where the first burst left it) from memory that leaks (RSS
+grows by another burst's worth); the descriptor count tells whether the proxy still holds the
+closed connections.
 
     python3 bench/idle_conns.py --pid PID --addr 127.0.0.1:8080 [--counts 5000] [--json]
 
@@ -79,6 +82,18 @@ def pss(pid):
     return sum(rollup_kib(p, "Pss") for p in tree(pid))
 
 
+def fds(pid):
+    """Open descriptors of the tree (after the connections close, sockets still open would mean
+    the proxy has not dropped them: held connections, not allocator retention)."""
+    n = 0
+    for p in tree(pid):
+        try:
+            n += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            pass
+    return n
+
+
 def raise_nofile(pid, need):
     """Make sure this process and the proxy's processes may hold `need` descriptors."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -126,6 +141,9 @@ def main():
     ap.add_argument("--counts", default="5000", help="cumulative connection counts")
     ap.add_argument("--settle", type=float, default=5.0,
                     help="seconds after closing them all before VmRSS is read again")
+    ap.add_argument("--bursts", type=int, default=3,
+                    help="times the largest count is opened and closed (the later ones tell "
+                         "memory that is reused from memory that leaks)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = ap.parse_args()
 
@@ -160,7 +178,7 @@ def main():
         read_response(sock)
     sock.close()
     time.sleep(SETTLE_S)
-    base, base_pss = rss(args.pid), pss(args.pid)
+    base, base_pss, base_fds = rss(args.pid), pss(args.pid), fds(args.pid)
     say(f"pid {args.pid}: VmRSS {base} KiB (PSS {base_pss} KiB) with no client connection")
 
     socks = []
@@ -173,6 +191,7 @@ def main():
             opened_s = time.monotonic() - start
             time.sleep(SETTLE_S)
             now = rss(args.pid)
+            open_fds = fds(args.pid)
             per = (now - base) / count
             levels.append(
                 {
@@ -181,6 +200,7 @@ def main():
                     "delta_kib": now - base,
                     "kib_per_conn": round(per, 2),
                     "open_s": round(opened_s, 2),
+                    "fds": open_fds,
                 }
             )
             say(f"{count:>6} idle connections: VmRSS {now} KiB, +{now - base} KiB, "
@@ -201,8 +221,27 @@ def main():
         for sock in socks:
             sock.close()
     time.sleep(args.settle)
-    after = rss(args.pid)
-    say(f"{args.settle:.0f} s after closing them: VmRSS {after} KiB, {after / base:.2f}x the baseline")
+    after, after_fds = rss(args.pid), fds(args.pid)
+    say(f"{args.settle:.0f} s after closing them: VmRSS {after} KiB, {after / base:.2f}x the baseline; "
+        f"{after_fds} descriptors open ({base_fds} at the baseline)")
+
+    # More bursts of the same size: memory that comes back for reuse keeps RSS where the first
+    # burst left it; memory that leaks adds another burst's worth each time.
+    bursts = [{"with_kib": levels[-1]["vm_rss_kib"], "after_kib": after, "after_fds": after_fds}]
+    for _ in range(args.bursts - 1):
+        socks = []
+        try:
+            while len(socks) < counts[-1]:
+                socks.append(open_one())
+            time.sleep(SETTLE_S)
+            with_kib = rss(args.pid)
+        finally:
+            for sock in socks:
+                sock.close()
+        time.sleep(args.settle)
+        bursts.append({"with_kib": with_kib, "after_kib": rss(args.pid), "after_fds": fds(args.pid)})
+        say(f"burst {len(bursts)}: VmRSS {with_kib} KiB with {counts[-1]} connections, "
+            f"{bursts[-1]['after_kib']} KiB {args.settle:.0f} s after they close")
 
     if args.json:
         print(
@@ -211,6 +250,8 @@ def main():
                     "path": args.path,
                     "base_vm_rss_kib": base,
                     "base_pss_kib": base_pss,
+                    "base_fds": base_fds,
+                    "after_close_fds": after_fds,
                     "levels": levels,
                     "sample_alive": alive,
                     "sample_size": sampled,
@@ -218,6 +259,7 @@ def main():
                     "after_close_vm_rss_kib": after,
                     "after_close_settle_s": args.settle,
                     "after_close_ratio": round(after / base, 2),
+                    "bursts": bursts,
                 }
             )
         )

@@ -235,8 +235,9 @@ def fmt_idle(idle):
         return "(not measured)"
     lines = [
         "| system | idle connections | baseline VmRSS KiB | with them KiB | KiB per connection "
-        "| 5 s after they close KiB | after / baseline | sample still answering |",
-        "|---|---|---|---|---|---|---|---|",
+        "| 5 s after they close KiB | after / baseline | descriptors open: baseline, after "
+        "| sample still answering |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in sorted(idle, key=lambda n: ORDER.get(n, 9)):
         v = idle[name]
@@ -245,8 +246,19 @@ def fmt_idle(idle):
             f"| {name} | {level['connections']:,} | {v['base_vm_rss_kib']:,} "
             f"| {level['vm_rss_kib']:,} | {level['kib_per_conn']} "
             f"| {v['after_close_vm_rss_kib']:,} | {v['after_close_ratio']}× "
+            f"| {v.get('base_fds', '?')}, {v.get('after_close_fds', '?')} "
             f"| {v['sample_alive']}/{v['sample_size']} |"
         )
+    for name in sorted(idle, key=lambda n: ORDER.get(n, 9)):
+        b = idle[name].get("bursts", [])
+        if len(b) > 1:
+            lines.append("")
+            lines.append(
+                f"{name}, the same burst again: "
+                + "; ".join(f"burst {i + 1}: {x['with_kib']:,} KiB open, {x['after_kib']:,} KiB "
+                            f"after" for i, x in enumerate(b))
+                + " ('after' figures that stay level: memory kept for reuse; that grow by a "
+                "similar step every burst: a leak).")
     return "\n".join(lines)
 
 
