@@ -87,10 +87,9 @@ impl Forwarder {
         h.insert(header::AUTHORIZATION, token.authorization().clone());
         h.insert(REQUEST_ID, record.request_id.clone());
 
-        let client = self.clients.for_body(&outbound.body().size_hint());
         let sent = Instant::now();
         let waiting = UpstreamWait::begin(record);
-        let result = tokio::time::timeout(self.request_timeout, client.request(outbound)).await;
+        let result = tokio::time::timeout(self.request_timeout, self.clients.send(outbound)).await;
         drop(waiting);
         let took = sent.elapsed();
         record.upstream = Some(took);

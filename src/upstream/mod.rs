@@ -1,27 +1,25 @@
-//! The upstream client: hyper-util's pooled client over hyper-rustls (ALPN h2 and http/1.1), and
-//! the classification of its failures into voxproxy's error kinds.
+//! The upstream client: pooled connections over rustls (ALPN `h2` and `http/1.1`, [`pool`],
+//! [`connect`]), and the classification of its failures into voxproxy's error kinds.
 //!
 //! Trusted roots: the Mozilla set compiled in (webpki-roots) plus `upstream_ca`. Compiled-in roots
 //! behave the same on every host and in a distroless or scratch image that has no CA bundle; the
 //! operator adds a private root with `upstream_ca`.
 
+pub mod connect;
+pub mod pool;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{HeaderValue, Request, Response};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::body::{Body, BoxError};
 use crate::config::Settings;
 use crate::error::{ErrorKind, ProxyError};
-
-/// The pooled client type.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+use connect::{ConnectError, Connector, Offer};
+use pool::{Pool, PoolBody, SendError};
 
 /// Building the upstream client failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +30,9 @@ pub enum UpstreamError {
     /// rustls refused the configuration.
     #[error("upstream TLS configuration")]
     Tls(#[source] rustls::Error),
+    /// The upstream's host is no name a certificate can hold.
+    #[error("upstream host `{0}` is not a valid DNS name or IP address")]
+    Host(String),
 }
 
 /// Load extra trusted roots from a PEM file.
@@ -50,17 +51,17 @@ pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamErro
     Ok(certs)
 }
 
-/// Request bodies up to this size go over the HTTP/2 pool; larger ones, and bodies of unknown
-/// length, over HTTP/1.1. Measured (bench/README.md): a 64 KiB POST costs less CPU over HTTP/1.1
-/// (no HTTP/2 framing and flow-control round trips), a GET less over HTTP/2.
+/// Request bodies up to this size go over connections that may speak HTTP/2; larger ones, and
+/// bodies of unknown length, over HTTP/1.1. Measured (bench/README.md): a 64 KiB POST costs less
+/// CPU over HTTP/1.1 (no HTTP/2 framing and flow-control round trips).
 pub const LARGE_BODY: u64 = 16 * 1024;
 
-/// The pooled upstream clients: HTTP/2 (or HTTP/1.1, whatever ALPN gives) for ordinary requests,
-/// HTTP/1.1 only for large uploads. They share one rustls configuration, so TLS sessions resume
-/// across both.
+/// The upstream's connection pools: one whose connections offer HTTP/2 (or HTTP/1.1, whatever
+/// ALPN gives) for ordinary requests, one offering HTTP/1.1 only for large uploads. They share
+/// one rustls configuration, so TLS sessions resume across both.
 pub struct Clients {
-    small: UpstreamClient,
-    large: UpstreamClient,
+    small: Arc<Pool>,
+    large: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Clients {
@@ -70,17 +71,20 @@ impl std::fmt::Debug for Clients {
 }
 
 impl Clients {
-    /// The client for a request whose body has this size hint.
-    pub fn for_body(&self, size: &http_body::SizeHint) -> &UpstreamClient {
-        match size.exact() {
+    /// Send `req` (its URI absolute, its body with this size hint) on the pool it belongs to.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<PoolBody>, SendError> {
+        use http_body::Body as _;
+        let pool = match req.body().size_hint().exact() {
             Some(n) if n <= LARGE_BODY => &self.small,
             _ => &self.large,
-        }
+        };
+        pool.send(req).await
     }
 }
 
-/// Build the pooled upstream clients.
-pub fn client(settings: &Settings) -> Result<Clients, UpstreamError> {
+/// The TLS configuration for the upstream: compiled-in roots plus `upstream_ca`, aws-lc-rs,
+/// session resumption.
+pub fn tls_config(settings: &Settings) -> Result<rustls::ClientConfig, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &settings.upstream_ca {
@@ -96,41 +100,20 @@ pub fn client(settings: &Settings) -> Result<Clients, UpstreamError> {
         .with_no_client_auth();
     // Session resumption is on by default (an in-memory cache); keep it explicit.
     tls.resumption = rustls::client::Resumption::in_memory_sessions(256);
+    Ok(tls)
+}
 
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(settings.connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-
-    let builder = || {
-        let mut b = Client::builder(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(10))
-            // Fixed, generous windows rather than the adaptive one: its bandwidth-delay probes
-            // are PING frames sent while responses arrive, work on every request for nothing on
-            // a low-latency path.
-            .http2_initial_stream_window_size(1 << 20)
-            .http2_initial_connection_window_size(4 << 20);
-        b
-    };
-    let small = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls.clone())
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http.clone());
-    let large = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+/// Build the upstream's connection pools.
+pub fn client(settings: &Settings) -> Result<Clients, UpstreamError> {
+    let upstream = &settings.upstream;
+    let connector = Connector::new(upstream, tls_config(settings)?, settings.connect_timeout)
+        .map_err(|_| UpstreamError::Host(upstream.host.clone()))?;
+    let connector = Arc::new(connector);
+    let host = HeaderValue::from_str(upstream.authority.as_str())
+        .map_err(|_| UpstreamError::Host(upstream.host.clone()))?;
     Ok(Clients {
-        small: builder().build(small),
-        large: builder().build(large),
+        small: Arc::new(Pool::new(connector.clone(), Offer::Both, host.clone())),
+        large: Arc::new(Pool::new(connector, Offer::Http1, host)),
     })
 }
 
@@ -139,26 +122,6 @@ fn chain<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(err), |e| e.source())
-}
-
-/// Whether `e` is a rustls error, possibly inside (nested) `io::Error`s: hyper-rustls wraps the
-/// handshake failure as `io::Error(Other, io::Error(InvalidData, rustls::Error))`, and
-/// `io::Error::source` skips the wrapped error itself.
-fn is_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: &(dyn std::error::Error + 'static) = e;
-    for _ in 0..8 {
-        if cur.is::<rustls::Error>() {
-            return true;
-        }
-        match cur
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => cur = inner,
-            None => return false,
-        }
-    }
-    false
 }
 
 /// A request body over `max_body_bytes` (the body layer's typed 413).
@@ -199,10 +162,10 @@ fn is_broken_framing(e: &ClientBodyError) -> bool {
     })
 }
 
-/// Turn a client failure into what happened. The request body's own failures come first (they
-/// are the client's, not the upstream's); TLS failures are told apart from connect failures by
-/// finding a `rustls::Error` in the chain.
-pub fn classify(err: hyper_util::client::legacy::Error) -> Failure {
+/// Turn a send failure into what happened. The request body's own failures come first (they
+/// are the client's, not the upstream's); a connection that could not be opened is a connect or
+/// TLS failure as the connector says; anything after that is the upstream closing or resetting.
+pub fn classify(err: SendError) -> Failure {
     if chain(&err).any(|e| e.is::<BodyTooLarge>()) {
         return Failure::TooLarge(Box::new(err));
     }
@@ -219,30 +182,19 @@ pub fn classify(err: hyper_util::client::legacy::Error) -> Failure {
             .with_source(err),
         );
     }
-    let is_tls = chain(&err).any(is_rustls_error);
-    if is_tls {
-        return Failure::Error(
-            ProxyError::new(
-                ErrorKind::UpstreamTls,
-                "TLS handshake with the upstream failed (certificate or protocol); check upstream and upstream_ca",
-            )
-            .with_source(err),
-        );
-    }
-    if err.is_connect() {
-        return Failure::Error(
-            ProxyError::new(
-                ErrorKind::UpstreamConnect,
-                "cannot connect to the upstream; check the upstream setting and the network",
-            )
-            .with_source(err),
-        );
-    }
-    Failure::Error(
-        ProxyError::new(
+    let (kind, msg) = match &err {
+        SendError::Connect(ConnectError::Connect { .. }) => (
+            ErrorKind::UpstreamConnect,
+            "cannot connect to the upstream; check the upstream setting and the network",
+        ),
+        SendError::Connect(ConnectError::Tls { .. }) => (
+            ErrorKind::UpstreamTls,
+            "TLS handshake with the upstream failed (certificate, protocol, or no answer within connect_timeout); check upstream and upstream_ca",
+        ),
+        _ => (
             ErrorKind::UpstreamReset,
             "the upstream closed the connection before a complete response; the request was not retried",
-        )
-        .with_source(err),
-    )
+        ),
+    };
+    Failure::Error(ProxyError::new(kind, msg).with_source(err))
 }
