@@ -57,27 +57,29 @@ fn is_underscore_spelling(name: &str, dashed: &str) -> bool {
 }
 
 /// The names a response or request must lose: hop-by-hop headers, every header named in
-/// `Connection`, and whatever `also` selects. Collected in one pass over the names, so the
-/// common request (nothing to strip but what `also` picks) costs no hash lookups per name.
+/// `Connection`, and whatever `also` selects. Collected in one pass over the names, comparing
+/// with `Connection`'s tokens as text (no name is parsed or allocated).
 fn doomed(
     headers: &HeaderMap,
     also: impl Fn(&HeaderName) -> bool,
 ) -> smallvec::SmallVec<[HeaderName; 4]> {
-    let mut out = smallvec::SmallVec::new();
-    for name in headers.keys() {
-        if is_hop_by_hop(name) || also(name) {
-            out.push(name.clone());
-        }
-    }
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for named in value.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(named.trim().as_bytes()) {
-                out.push(name);
-            }
-        }
-    }
-    out
+    let named: smallvec::SmallVec<[&str; 4]> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    headers
+        .keys()
+        .filter(|name| {
+            is_hop_by_hop(name)
+                || also(name)
+                || named.iter().any(|t| t.eq_ignore_ascii_case(name.as_str()))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Strip a response on its way to the client: hop-by-hop headers and every header named in

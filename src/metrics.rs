@@ -171,6 +171,76 @@ pub struct Metrics {
     /// Whether limits are shared through Redis right now (only with `limits_redis`).
     pub limits_shared: Option<Gauge>,
     labels: Mutex<LabelCache>,
+    /// Each `voxproxy_requests_total` series' counter by the request's raw values, so the hot
+    /// path skips the label caches and the family's SipHash lookup.
+    request_counters: Mutex<hashbrown::HashMap<RequestKey, Counter>>,
+}
+
+/// Most series remembered in `request_counters`; beyond it the slow path still counts.
+const MAX_CACHED_SERIES: usize = 4096;
+
+/// A request's metric values as they come (the bounded labels are made from them once).
+#[derive(PartialEq, Eq)]
+struct RequestKey {
+    status: u16,
+    account: Option<AccountId>,
+    method: Option<Box<str>>,
+    client: Option<Box<str>>,
+}
+
+/// [`RequestKey`] borrowed, to look up without allocating.
+#[derive(Clone, Copy)]
+pub struct RequestQuery<'a> {
+    /// Numeric status.
+    pub status: u16,
+    /// The account, if one was chosen.
+    pub account: Option<AccountId>,
+    /// The API method, if known.
+    pub method: Option<&'a str>,
+    /// The gateway client (gateway mode: `Some`, `none` when unauthenticated).
+    pub client: Option<&'a str>,
+}
+
+/// Both key types hash the same way (what `Equivalent` lookups need).
+fn hash_request<H: std::hash::Hasher>(
+    h: &mut H,
+    status: u16,
+    account: Option<AccountId>,
+    method: Option<&str>,
+    client: Option<&str>,
+) {
+    use std::hash::Hash as _;
+    status.hash(h);
+    account.map(AccountId::get).hash(h);
+    method.hash(h);
+    client.hash(h);
+}
+
+impl std::hash::Hash for RequestKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        hash_request(
+            h,
+            self.status,
+            self.account,
+            self.method.as_deref(),
+            self.client.as_deref(),
+        );
+    }
+}
+
+impl std::hash::Hash for RequestQuery<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        hash_request(h, self.status, self.account, self.method, self.client);
+    }
+}
+
+impl hashbrown::Equivalent<RequestKey> for RequestQuery<'_> {
+    fn equivalent(&self, key: &RequestKey) -> bool {
+        self.status == key.status
+            && self.account == key.account
+            && self.method == key.method.as_deref()
+            && self.client == key.client.as_deref()
+    }
 }
 
 /// Label values handed out so far, bounded per kind; later values fold into `other`.
@@ -299,6 +369,7 @@ impl Metrics {
             rate_limit_wait: register(r, WAITS, Histogram::new(WAIT_BUCKETS)),
             limits_shared: shared_limits.then(|| register(r, SHARED, Gauge::default())),
             labels: Mutex::new(LabelCache::default()),
+            request_counters: Mutex::new(hashbrown::HashMap::new()),
             registry,
         };
         m.start_at_zero();
@@ -366,6 +437,37 @@ impl Metrics {
     pub fn client_label(&self, client: &str) -> LabelValue {
         let mut cache = self.labels.lock().unwrap_or_else(|p| p.into_inner());
         bounded(&mut cache.clients, client, MAX_CLIENT_LABELS)
+    }
+
+    /// Count one answered request in `voxproxy_requests_total`.
+    pub fn count_request(&self, q: RequestQuery<'_>) {
+        let mut cache = self
+            .request_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(counter) = cache.get(&q) {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                status: q.status,
+                account: self.account_label(q.account),
+                api_method: self.method_label(q.method),
+                client: q.client.map(|c| self.client_label(c)),
+            })
+            .clone();
+        counter.inc();
+        if cache.len() < MAX_CACHED_SERIES {
+            let key = RequestKey {
+                status: q.status,
+                account: q.account,
+                method: q.method.map(Box::from),
+                client: q.client.map(Box::from),
+            };
+            cache.insert(key, counter);
+        }
     }
 
     /// Count a request a client's policy refused (`account` or `method`) in

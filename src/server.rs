@@ -159,11 +159,14 @@ pub struct Limits {
 
 fn http_builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    // hyper's head timer also runs while a keep-alive connection waits for its next request,
-    // so it must allow the whole idle timeout; a slow head (slowloris) is cut by it too.
+    // No head timer of hyper's: it would cost a timer per request, and the connection's idle
+    // watch (`proxy::Activity`) already closes a connection that sends no complete request head
+    // for `client_idle_timeout`, a slow one (slowloris) included: only requests count as
+    // activity, not the bytes of a head that never ends.
+    let _ = limits;
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.client_idle)
+        .header_read_timeout(None)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);

@@ -6,6 +6,8 @@
 //! 404. A path the upstream could read differently than voxproxy (a dot segment, a percent-encoded
 //! `/` or `\`) is 400, so API method detection and policy read the same path the upstream will.
 
+use std::borrow::Cow;
+
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Version};
@@ -25,7 +27,7 @@ pub struct ApiTarget<'a> {
     /// Where the API path (`/platform_api...`) starts in the inbound path.
     pub api_start: usize,
     /// The API method the path names (`/platform_api/<Method>/`), percent-decoded.
-    pub method: Option<String>,
+    pub method: Option<Cow<'a, str>>,
 }
 
 /// Check a request's target: 405 for `CONNECT`, 403 for a foreign absolute-form target, 404
@@ -114,6 +116,10 @@ pub fn split_account_prefix(path: &str) -> Option<(Option<&str>, &str)> {
 /// upstream turns into a separator). `None` when there is nothing.
 pub fn escape(api_path: &str) -> Option<&'static str> {
     let bytes = api_path.as_bytes();
+    // Most paths hold neither: nothing to look at.
+    if !bytes.iter().any(|b| *b == b'%' || *b == b'.') {
+        return None;
+    }
     let encoded_separator = bytes.windows(3).any(|w| {
         w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')
             || w[0] == b'%' && w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c')
@@ -128,17 +134,20 @@ pub fn escape(api_path: &str) -> Option<&'static str> {
     dot_segment.then_some("a `.` or `..` segment")
 }
 
-/// The API method named in an API path (`/platform_api/<Method>/...`), percent-decoded.
-pub fn method_from_path(api_path: &str) -> Option<String> {
-    let seg = api_path
-        .strip_prefix(API_ROOT)?
-        .strip_prefix('/')?
-        .split('/')
-        .next()?;
+/// The API method named in an API path (`/platform_api/<Method>/...`), percent-decoded (borrowed
+/// from the path when there is nothing to decode).
+pub fn method_from_path(api_path: &str) -> Option<Cow<'_, str>> {
+    let rest = api_path.strip_prefix(API_ROOT)?.strip_prefix('/')?;
+    let seg = rest.split_once('/').map_or(rest, |(seg, _)| seg);
     if seg.is_empty() {
         return None;
     }
-    String::from_utf8(percent_decode(seg.as_bytes(), false)).ok()
+    if !seg.contains('%') {
+        return Some(Cow::Borrowed(seg));
+    }
+    String::from_utf8(percent_decode(seg.as_bytes(), false))
+        .ok()
+        .map(Cow::Owned)
 }
 
 /// The first `cmd` parameter of a raw query string, decoded.
@@ -234,7 +243,10 @@ mod tests {
     fn kind(method: &str, target: &str) -> Result<Checked, ErrorKind> {
         let p = parts(method, target, Version::HTTP_11);
         check(&p, &upstream())
-            .map(|t| (t.prefix_account.map(str::to_owned), t.api_start, t.method))
+            .map(|t| {
+                let method = t.method.map(Cow::into_owned);
+                (t.prefix_account.map(str::to_owned), t.api_start, method)
+            })
             .map_err(|e| e.kind)
     }
 

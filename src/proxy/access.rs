@@ -21,7 +21,7 @@ use crate::account::AccountId;
 use crate::body::{Body, BoxError};
 use crate::error::ErrorKind;
 use crate::headers::REQUEST_ID;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{Metrics, RequestQuery};
 
 /// The status logged for a request whose client left before a response head was sent (nginx's
 /// convention).
@@ -45,8 +45,8 @@ pub struct Record {
     uri: Uri,
     version: Version,
     user_agent: Option<HeaderValue>,
-    /// The API method, once known.
-    pub api_method: Option<String>,
+    /// The API method, once known (inline: method names are short).
+    pub api_method: Option<compact_str::CompactString>,
     /// The account, once chosen.
     pub account: Option<AccountId>,
     /// The gateway client, once authenticated.
@@ -206,20 +206,19 @@ impl Record {
         m.request_duration.observe(elapsed.as_secs_f64());
         let client = match (self.gateway, self.client.as_deref()) {
             (false, _) => None,
-            (true, Some(c)) => Some(m.client_label(c)),
-            (true, None) => Some(m.client_label("none")),
+            (true, Some(c)) => Some(c),
+            (true, None) => Some("none"),
         };
         if let Some(kind) = self.error {
-            m.error(kind, client.clone().filter(|c| &**c != "none"));
+            let known = client.filter(|c| *c != "none").map(|c| m.client_label(c));
+            m.error(kind, known);
         }
-        m.requests
-            .get_or_create(&RequestLabels {
-                status,
-                account: m.account_label(self.account),
-                api_method: m.method_label(self.api_method.as_deref()),
-                client,
-            })
-            .inc();
+        m.count_request(RequestQuery {
+            status,
+            account: self.account,
+            method: self.api_method.as_deref(),
+            client,
+        });
     }
 }
 

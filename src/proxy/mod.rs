@@ -121,10 +121,14 @@ impl Proxy {
         listener_forwards(conn, parts)?;
         headers::check_framing(parts.version, &parts.headers).map_err(bad_request)?;
         let target = target::check(parts, &self.forwarder.upstream)?;
-        record.api_method = target.method.clone().or_else(|| {
-            let query = parts.uri.query()?;
-            target::cmd_from_query(query)
-        });
+        record.api_method = match &target.method {
+            Some(m) => Some(m.as_ref().into()),
+            None => parts
+                .uri
+                .query()
+                .and_then(target::cmd_from_query)
+                .map(Into::into),
+        };
         let identity = match &self.gateway {
             Some(gw) => Some(gw.admit(parts, conn.peer_cert.as_deref(), &self.metrics)?),
             None => None,
@@ -151,7 +155,7 @@ impl Proxy {
                 &self.metrics,
             )
             .await?;
-            record.api_method = record.api_method.take().or(found);
+            record.api_method = record.api_method.take().or(found.map(Into::into));
             if let Some(limit) = id.client.limit() {
                 self.limits.client(&id.client.name, limit).await?;
             }

@@ -44,7 +44,7 @@ async fn run(
 /// The method the target names, as the pipeline's target stage finds it.
 fn path_method(parts: &http::request::Parts) -> Option<String> {
     let (_, api_path) = crate::target::split_account_prefix(parts.uri.path())?;
-    crate::target::method_from_path(api_path)
+    crate::target::method_from_path(api_path).map(std::borrow::Cow::into_owned)
 }
 
 fn ok(m: Result<Option<String>, ProxyError>) -> Option<String> {
