@@ -19,7 +19,7 @@ use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName};
 
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers;
+use crate::headers::{self, Seen};
 
 /// A Voximplant account id: a positive integer. "No account" is `None`, never 0.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,17 +165,32 @@ impl Rules {
         who: Requester,
         fallback: AccountId,
     ) -> Result<AccountId, ProxyError> {
+        self.choose_seen(prefix, &headers::scan(headers, &self.header), who, fallback)
+    }
+
+    /// [`Rules::choose`] with the request's headers already scanned.
+    pub fn choose_seen(
+        &self,
+        prefix: Option<&str>,
+        seen: &Seen,
+        who: Requester,
+        fallback: AccountId,
+    ) -> Result<AccountId, ProxyError> {
         let named = match prefix {
             Some(raw) => Some(raw),
             // A header value that is not visible ASCII cannot be an id: refuse it as one.
-            None => headers::account_header_value(headers, &self.header)
+            None => seen
+                .account
+                .as_ref()
                 .map(|v| v.to_str().unwrap_or("\u{fffd}")),
         };
         let account = match named {
             Some(raw) => AccountId::parse(raw.trim()).ok_or_else(|| bad_account(raw))?,
             None => {
                 let iss = match who.jwt {
-                    JwtIss::Unverified => bearer_iss(headers).map_err(|raw| bad_account(&raw))?,
+                    JwtIss::Unverified => {
+                        iss_of(seen.authorization.as_ref()).map_err(|raw| bad_account(&raw))?
+                    }
                     JwtIss::Verified(iss) => iss,
                     JwtIss::Ignored => None,
                 };
@@ -213,7 +228,12 @@ const MAX_PAYLOAD: usize = 16 * 1024;
 /// `iss`, which is ignored; `Err(raw)`: an `iss` that is not a valid account id, refused like any
 /// id.
 pub fn bearer_iss(h: &HeaderMap) -> Result<Option<AccountId>, String> {
-    let Some(jwt) = h.get(header::AUTHORIZATION).and_then(headers::bearer_token) else {
+    iss_of(h.get(header::AUTHORIZATION))
+}
+
+/// [`bearer_iss`] of an `Authorization` value.
+pub fn iss_of(authorization: Option<&http::HeaderValue>) -> Result<Option<AccountId>, String> {
+    let Some(jwt) = authorization.and_then(headers::bearer_token) else {
         return Ok(None);
     };
     let mut parts = jwt.split('.');

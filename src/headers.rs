@@ -122,20 +122,6 @@ pub fn is_account_header(name: &HeaderName, account_header: &HeaderName) -> bool
     is_underscore_spelling(name.as_str(), account_header.as_str())
 }
 
-/// The value of the account header in any spelling, if exactly one is present.
-pub fn account_header_value<'a>(
-    headers: &'a HeaderMap,
-    account_header: &HeaderName,
-) -> Option<&'a HeaderValue> {
-    if let Some(v) = headers.get(account_header) {
-        return Some(v);
-    }
-    headers
-        .iter()
-        .find(|(k, _)| k.as_str().contains('_') && is_account_header(k, account_header))
-        .map(|(_, v)| v)
-}
-
 /// The token of an `Authorization`-style `Bearer <token>` value, if that is what it holds.
 pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
     let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
@@ -143,36 +129,97 @@ pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// RFC 9112 framing checks hyper leaves to us: an HTTP/1.1 request needs exactly one `Host`
-/// (3.2), and the only transfer coding voxproxy forwards is `chunked` (a `gzip, chunked` body
-/// re-sent as plain chunked would change its meaning). `Err` says what is wrong.
-pub fn check_framing(version: http::Version, headers: &HeaderMap) -> Result<(), &'static str> {
-    if version == http::Version::HTTP_11 {
-        let mut hosts = headers.get_all(header::HOST).iter();
-        match (hosts.next(), hosts.next()) {
-            (Some(_), None) => {}
-            (None, _) => return Err("an HTTP/1.1 request needs a Host header"),
-            (Some(_), Some(_)) => return Err("the request has more than one Host header"),
+/// What the pipeline reads of a request's headers, found in one pass over them: a lookup per
+/// header would hash the names again and again. Values are shared handles (no copy).
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    /// `Host` fields.
+    pub hosts: u8,
+    /// `Transfer-Encoding` fields, and the first.
+    pub codings: u8,
+    /// The first `Transfer-Encoding`.
+    pub coding: Option<HeaderValue>,
+    /// `X-Request-Id` fields, and the first.
+    pub request_ids: u8,
+    /// The first `X-Request-Id`.
+    pub request_id: Option<HeaderValue>,
+    /// The account header: the exact name, else an underscore spelling.
+    pub account: Option<HeaderValue>,
+    /// `Authorization`.
+    pub authorization: Option<HeaderValue>,
+    /// `User-Agent`.
+    pub user_agent: Option<HeaderValue>,
+}
+
+/// One pass over a request's headers: what [`Seen`] holds.
+pub fn scan(headers: &HeaderMap, account_header: &HeaderName) -> Seen {
+    let mut seen = Seen::default();
+    let mut underscore_account = None;
+    for (name, value) in headers {
+        if name == header::HOST {
+            seen.hosts = seen.hosts.saturating_add(1);
+        } else if name == header::TRANSFER_ENCODING {
+            seen.codings = seen.codings.saturating_add(1);
+            seen.coding.get_or_insert_with(|| value.clone());
+        } else if name == REQUEST_ID {
+            seen.request_ids = seen.request_ids.saturating_add(1);
+            seen.request_id.get_or_insert_with(|| value.clone());
+        } else if name == header::AUTHORIZATION {
+            seen.authorization.get_or_insert_with(|| value.clone());
+        } else if name == header::USER_AGENT {
+            seen.user_agent.get_or_insert_with(|| value.clone());
+        } else if name == account_header {
+            seen.account.get_or_insert_with(|| value.clone());
+        } else if name.as_str().contains('_') && is_account_header(name, account_header) {
+            underscore_account.get_or_insert_with(|| value.clone());
         }
     }
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
-    match (codings.next(), codings.next()) {
-        (None, _) => Ok(()),
-        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => Ok(()),
-        _ => Err("the only transfer coding voxproxy forwards is `chunked`"),
+    if seen.account.is_none() {
+        seen.account = underscore_account;
+    }
+    seen
+}
+
+impl Seen {
+    /// RFC 9112 framing checks hyper leaves to us: an HTTP/1.1 request needs exactly one `Host`
+    /// (3.2), and the only transfer coding voxproxy forwards is `chunked` (a `gzip, chunked`
+    /// body re-sent as plain chunked would change its meaning). `Err` says what is wrong.
+    pub fn framing(&self, version: http::Version) -> Result<(), &'static str> {
+        if version == http::Version::HTTP_11 {
+            match self.hosts {
+                1 => {}
+                0 => return Err("an HTTP/1.1 request needs a Host header"),
+                _ => return Err("the request has more than one Host header"),
+            }
+        }
+        match (self.codings, &self.coding) {
+            (0, _) => Ok(()),
+            (1, Some(v)) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => Ok(()),
+            _ => Err("the only transfer coding voxproxy forwards is `chunked`"),
+        }
+    }
+
+    /// The request id: the inbound one when there is exactly one of 1 to 128 visible ASCII
+    /// characters; else a new UUID.
+    pub fn request_id(&self) -> HeaderValue {
+        if let (1, Some(v)) = (self.request_ids, &self.request_id) {
+            let b = v.as_bytes();
+            if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| (0x21..=0x7e).contains(c)) {
+                return v.clone();
+            }
+        }
+        new_request_id()
     }
 }
 
-/// Keep an inbound request id that is 1 to 128 visible ASCII characters; else make a UUID.
+/// [`Seen::framing`] of a header map.
+pub fn check_framing(version: http::Version, headers: &HeaderMap) -> Result<(), &'static str> {
+    scan(headers, &REQUEST_ID).framing(version)
+}
+
+/// [`Seen::request_id`] of a header map.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    let mut values = headers.get_all(&REQUEST_ID).iter();
-    if let (Some(v), None) = (values.next(), values.next()) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| (0x21..=0x7e).contains(c)) {
-            return v.clone();
-        }
-    }
-    new_request_id()
+    scan(headers, &REQUEST_ID).request_id()
 }
 
 /// A fresh request id: a v4 UUID from a per-thread userspace generator (fastrand, seeded once

@@ -20,7 +20,7 @@ use super::conn::ConnInfo;
 use crate::account::AccountId;
 use crate::body::{Body, BoxError};
 use crate::error::ErrorKind;
-use crate::headers::REQUEST_ID;
+use crate::headers::{REQUEST_ID, Seen};
 use crate::metrics::{Metrics, RequestQuery};
 
 /// The status logged for a request whose client left before a response head was sent (nginx's
@@ -74,10 +74,10 @@ impl Record {
         metrics: &Arc<Metrics>,
         gateway: bool,
         counted: bool,
-        parts: &Parts,
+        (parts, seen): (&Parts, &Seen),
         conn: &Arc<ConnInfo>,
     ) -> Record {
-        let request_id = crate::headers::request_id(&parts.headers);
+        let request_id = seen.request_id();
         let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
         if counted {
             metrics.in_flight.inc();
@@ -94,7 +94,7 @@ impl Record {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
-            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+            user_agent: seen.user_agent.clone(),
             api_method: None,
             account: None,
             client: None,

@@ -85,8 +85,9 @@ impl Proxy {
     ) -> Result<Response<Tracked>, Infallible> {
         let (mut parts, body) = req.into_parts();
         let admin = conn.admin && admin::is_admin_path(parts.uri.path());
-        let mut record =
-            Record::start(&self.metrics, self.gateway.is_some(), !admin, &parts, &conn);
+        let seen = headers::scan(&parts.headers, &self.accounts.header);
+        let gateway = self.gateway.is_some();
+        let mut record = Record::start(&self.metrics, gateway, !admin, (&parts, &seen), &conn);
         if admin {
             let resp = admin::answer(&parts, self.ready(), &self.metrics);
             return Ok(record.respond(resp));
@@ -94,7 +95,7 @@ impl Proxy {
         let mut body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
         let span = record.span.clone();
         let outcome = self
-            .stages(&mut parts, &mut body, &conn, &mut record)
+            .stages(&mut parts, &seen, &mut body, &conn, &mut record)
             .instrument(span)
             .await;
         let mut resp = match outcome {
@@ -114,12 +115,13 @@ impl Proxy {
     async fn stages(
         &self,
         parts: &mut Parts,
+        seen: &headers::Seen,
         body: &mut Body,
         conn: &ConnInfo,
         record: &mut Record,
     ) -> Result<Response<Body>, Stop> {
         listener_forwards(conn, parts)?;
-        headers::check_framing(parts.version, &parts.headers).map_err(bad_request)?;
+        seen.framing(parts.version).map_err(bad_request)?;
         let target = target::check(parts, &self.forwarder.upstream)?;
         record.api_method = match &target.method {
             Some(m) => Some(m.as_ref().into()),
