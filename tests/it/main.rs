@@ -14,6 +14,7 @@ mod interop;
 mod layers;
 mod lifecycle;
 mod observability;
+mod probe;
 mod reload;
 mod systemd;
 mod tls_init;
