@@ -58,16 +58,34 @@ async fn metrics_count_a_known_mix_exactly() {
             "voxproxy_credentials_info{{account=\"1000001\",key_id=\"{}\"}} 1",
             rig.creds.key_id
         ),
-        &format!(
-            "voxproxy_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        ),
+        &build_info_line(),
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
     assert!(text.contains("voxproxy_token_expiry_timestamp_seconds{account=\"1000001\"} "));
     assert!(text.contains("process_resident_memory_bytes "));
     assert!(text.contains("process_cpu_seconds_total "));
+    for series in [
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(series), "missing {series}in\n{text}");
+    }
+}
+
+/// `voxproxy_build_info` with what `voxproxy --version` prints: `voxproxy VERSION (COMMIT
+/// TARGET)`.
+fn build_info_line() -> String {
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    let rest = out.trim().strip_prefix("voxproxy ").unwrap();
+    let (version, rest) = rest.split_once(" (").unwrap();
+    let (commit, target) = rest.trim_end_matches(')').split_once(' ').unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    format!(
+        "voxproxy_build_info{{version=\"{version}\",commit=\"{commit}\",target=\"{target}\"}} 1"
+    )
 }
 
 #[tokio::test]
