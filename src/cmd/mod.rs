@@ -54,13 +54,13 @@ pub fn run(cli: Cli, env: Arc<dyn Env + Send + Sync>) -> Result<(), Failure> {
             crate::logging::init(&settings);
             token::run(&settings, args, &mut std::io::stdout().lock())
         }
-        Command::Check(_args) => {
+        Command::Check(args) => {
             // `check` reports every problem, including each bad setting.
             let settings = resolve();
             if let Ok(s) = &settings {
                 crate::logging::init(s);
             }
-            check::run(settings, &mut std::io::stdout())
+            check::run(settings, args, &mut std::io::stdout())
         }
         // No settings, no logging set up, no environment read: a probe in a bare image.
         Command::Probe(args) => probe::run(args),
