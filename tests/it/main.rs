@@ -5,6 +5,7 @@
 
 mod support;
 
+mod access_log;
 mod check;
 mod cli;
 mod deploy;
