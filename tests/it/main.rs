@@ -9,6 +9,7 @@ mod access_log;
 mod check;
 mod cli;
 mod deploy;
+mod docs;
 mod failures;
 mod forwarding;
 mod gateway;
