@@ -397,3 +397,34 @@ async fn a_broken_clients_file_then_a_good_one_ends_with_the_good_one() {
     assert_eq!(get_as(addr, &late_key).await, 200);
     assert_eq!(get_as(addr, &app_key).await, 200);
 }
+
+#[tokio::test]
+async fn an_idle_reloader_reads_its_files_only_at_the_poll() {
+    use notify::Watcher as _;
+    use notify::event::{AccessKind, EventKind};
+    let rig = Rig::start(&[]).await;
+    // The test's own inotify watch counts every open of the credentials file.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(e) = res {
+            let _ = tx.send(e);
+        }
+    })
+    .unwrap();
+    watcher
+        .watch(rig.dir.path(), notify::RecursiveMode::NonRecursive)
+        .unwrap();
+    // A window of time is what is measured here: nothing changes during it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(watcher);
+    let opens = rx
+        .try_iter()
+        .filter(|e| {
+            matches!(e.kind, EventKind::Access(AccessKind::Open(_)))
+                && e.paths.iter().any(|p| p.ends_with("credentials.json"))
+        })
+        .count();
+    // The 2 s poll reads it once or twice in 3 s; reacting to its own reads' open events, the
+    // reloader would read it every few hundred milliseconds.
+    assert!(opens <= 3, "{opens} opens of an unchanged file in 3 s");
+}
