@@ -46,6 +46,8 @@ pub fn run(
     upstream_ca_section(&mut report, &settings)?;
     tls_section(&mut report, &settings)?;
     clients_section(&mut report, &settings, &keys)?;
+    // Sections that ask a service (the upstream here; limits_redis's PING belongs beside it)
+    // report what did not answer through `Report::unanswered`: exit 1.
     if args.online {
         online_section(&mut report, &settings, &keys)?;
     }
