@@ -277,3 +277,33 @@ fn check_names_a_directory_given_as_credentials() {
     assert!(out.contains("is a directory"), "{out}");
     assert!(err.contains("is a directory"), "{err}");
 }
+
+#[test]
+fn check_summarises_every_setting_with_its_origin_and_no_redis_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = Creds::write(dir.path(), "credentials.json", 11);
+    let (code, out, err) = run(
+        &[
+            "check",
+            "--credentials",
+            creds.path.to_str().unwrap(),
+            "--token-ttl",
+            "600",
+        ],
+        &[(
+            "VOXPROXY_LIMITS_REDIS",
+            "redis://voxproxy:s3cret-redis-pw@127.0.0.1:6379/2",
+        )],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "  token_ttl: 600 (from flag --token-ttl)",
+        "  limits_redis: redis://voxproxy:***@127.0.0.1:6379/2 (from environment VOXPROXY_LIMITS_REDIS)",
+        "  listen: 127.0.0.1:8080 (default)",
+        "  max_body_bytes: 64MiB (default)",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no `{line}` in\n{out}");
+    }
+    assert!(!format!("{out}{err}").contains("s3cret-redis-pw"));
+    assert_eq!(out.lines().last(), Some("ok"));
+}
