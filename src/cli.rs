@@ -88,8 +88,9 @@ pub struct CheckArgs {
     /// ping limits_redis.
     #[arg(long)]
     pub online: bool,
-    /// Print the effective settings as a config file, each line naming where its value came from.
-    #[arg(long)]
+    /// Print the effective settings as a config file, each line naming where its value came
+    /// from (secrets as ***), instead of checking.
+    #[arg(long, conflicts_with = "online")]
     pub print_config: bool,
 }
 

@@ -188,7 +188,16 @@ impl Credentials {
     /// Load and validate a credentials file. Returns the credentials and whether the file is
     /// readable by group or others (the caller warns).
     pub fn load(path: &Path) -> Result<(Credentials, bool), CredentialsError> {
-        let bytes = files::read_regular(path, files::MAX_CONFIG_FILE).map_err(|e| {
+        Self::from_read(path, files::read_regular(path, files::MAX_CONFIG_FILE))
+    }
+
+    /// Like [`Credentials::load`], from the file's bytes as already read (or why they could not
+    /// be): a reload loads exactly the content it saw settle.
+    pub fn from_read(
+        path: &Path,
+        read: Result<Vec<u8>, FileError>,
+    ) -> Result<(Credentials, bool), CredentialsError> {
+        let bytes = read.map_err(|e| {
             let path = path.to_owned();
             match e {
                 FileError::NotFound => CredentialsError::NotFound { path },
@@ -298,10 +307,21 @@ pub fn load_all(
     paths: &[PathBuf],
     origin: &dyn fmt::Display,
 ) -> Result<CredentialSet, Vec<anyhow::Error>> {
+    load_all_from(paths, origin, |path| {
+        files::read_regular(path, files::MAX_CONFIG_FILE)
+    })
+}
+
+/// Like [`load_all`], each file's bytes coming from `read` (a reload hands over what it read).
+pub fn load_all_from(
+    paths: &[PathBuf],
+    origin: &dyn fmt::Display,
+    mut read: impl FnMut(&Path) -> Result<Vec<u8>, FileError>,
+) -> Result<CredentialSet, Vec<anyhow::Error>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        match Credentials::load(path) {
+        match Credentials::from_read(path, read(path)) {
             Ok((creds, loose)) => {
                 if loose {
                     tracing::warn!(

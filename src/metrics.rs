@@ -14,6 +14,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::account::AccountId;
+use crate::build_info;
 use crate::credentials::Credentials;
 use crate::error::ErrorKind;
 use crate::target::is_method_name;
@@ -348,8 +349,12 @@ impl Metrics {
         let r = &mut registry;
         r.register(
             "voxproxy_build",
-            "Build information",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+            "Build information: version, commit and target, as voxproxy --version prints them",
+            Info::new(vec![
+                ("version", build_info::VERSION),
+                ("commit", build_info::COMMIT),
+                ("target", build_info::TARGET),
+            ]),
         );
         r.register_collector(Box::new(process::ProcessCollector::new()));
         let m = Metrics {
@@ -560,83 +565,5 @@ impl CacheObserver for Metrics {
     }
 }
 
-/// The standard `process_` series (Linux `/proc/self`).
-mod process {
-    use prometheus_client::collector::Collector;
-    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-    use prometheus_client::metrics::counter::ConstCounter;
-    use prometheus_client::metrics::gauge::ConstGauge;
-
-    #[derive(Debug)]
-    pub struct ProcessCollector {
-        ticks_per_sec: f64,
-        page_size: f64,
-        /// When the registry was made, moments after the process started. Taken from the clock
-        /// rather than `/proc/stat`'s boot time, which systemd's `ProcSubset=pid` hides.
-        start_time: f64,
-    }
-
-    impl ProcessCollector {
-        pub fn new() -> Self {
-            let start_time = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            // Linux fixes USER_HZ at 100 and the page size at 4 KiB on the platforms we ship.
-            ProcessCollector {
-                ticks_per_sec: 100.0,
-                page_size: 4096.0,
-                start_time,
-            }
-        }
-    }
-
-    impl Collector for ProcessCollector {
-        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-            let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-                return Ok(());
-            };
-            // Fields after the command name, which is in parentheses and may contain spaces.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-                return Ok(());
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            // rest[0] is field 3 (state): utime=14, stime=15, vsize=23, rss=24.
-            let cpu = (num(11) + num(12)) / self.ticks_per_sec;
-            let counter = ConstCounter::new(cpu);
-            counter.encode(encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds.",
-                None,
-                counter.metric_type(),
-            )?)?;
-            let gauges = [
-                (
-                    "process_virtual_memory_bytes",
-                    "Virtual memory size in bytes.",
-                    num(20),
-                ),
-                (
-                    "process_resident_memory_bytes",
-                    "Resident memory size in bytes.",
-                    num(21) * self.page_size,
-                ),
-                (
-                    "process_start_time_seconds",
-                    "Start time of the process since unix epoch in seconds.",
-                    self.start_time,
-                ),
-                (
-                    "process_open_fds",
-                    "Number of open file descriptors.",
-                    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as f64,
-                ),
-            ];
-            for (name, help, value) in gauges {
-                let g = ConstGauge::new(value);
-                g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
-            }
-            Ok(())
-        }
-    }
-}
+/// The standard `process_` series.
+mod process;

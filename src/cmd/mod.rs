@@ -1,11 +1,12 @@
 //! The commands, one module each, using the library: [`serve`], [`token`], [`check`], [`client`],
-//! [`tls_init`], completions; and the binary's body: parse, dispatch, print a failure as one line
+//! [`tls_init`], [`probe`], completions; and the binary's body: parse, dispatch, print a failure as one line
 //! with its whole cause chain, and map the outcome to the contract's exit codes (0 success,
 //! 1 runtime failure, 2 usage or configuration error).
 
 pub mod check;
 pub mod client;
 pub mod out;
+pub mod probe;
 pub mod serve;
 pub mod tls_init;
 pub mod token;
@@ -53,17 +54,16 @@ pub fn run(cli: Cli, env: Arc<dyn Env + Send + Sync>) -> Result<(), Failure> {
             crate::logging::init(&settings);
             token::run(&settings, args, &mut std::io::stdout().lock())
         }
-        Command::Check(_args) => {
+        Command::Check(args) => {
             // `check` reports every problem, including each bad setting.
             let settings = resolve();
             if let Ok(s) = &settings {
                 crate::logging::init(s);
             }
-            check::run(settings, &mut std::io::stdout())
+            check::run(settings, args, &mut std::io::stdout())
         }
-        Command::Probe(_) => Err(Failure::Runtime(anyhow::anyhow!(
-            "probe is not in this build yet"
-        ))),
+        // No settings, no logging set up, no environment read: a probe in a bare image.
+        Command::Probe(args) => probe::run(args),
         Command::Serve => {
             let settings = resolve().map_err(config_err)?;
             crate::logging::init(&settings);

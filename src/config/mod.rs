@@ -28,6 +28,7 @@ pub use defs::{SETTINGS, Settings, SettingsArgs, decl, keys};
 pub use env::{Env, ProcessEnv};
 pub use errors::{ConfigError, Origin, SettingError};
 pub use net::{ListenAddr, Upstream, parse_listen, parse_upstream};
+pub use print::Described;
 pub use rate::{Per, Rate};
 pub use redis::RedisUrl;
 pub use units::{parse_duration_text, parse_size_text};

@@ -6,7 +6,31 @@ use super::declare::Decl;
 use super::defs::Settings;
 use super::errors::Origin;
 
+/// One setting as `check` and `--print-config` show it.
+#[derive(Debug)]
+pub struct Described {
+    /// Its declaration.
+    pub decl: &'static Decl,
+    /// Its value as the config file would hold it (a Redis password already `***`); `None`:
+    /// no value.
+    pub value: Option<toml::Value>,
+    /// Where the value came from.
+    pub origin: Origin,
+}
+
 impl Settings {
+    /// Every setting in table order, with its value and where it came from.
+    pub fn describe(&self) -> Vec<Described> {
+        self.toml_values()
+            .into_iter()
+            .map(|(decl, value)| Described {
+                decl,
+                value,
+                origin: self.origin(decl.key),
+            })
+            .collect()
+    }
+
     /// A config file that reproduces these settings: every setting, defaults included, each
     /// with a trailing comment naming its origin (`# flag --listen`, `# env VOXPROXY_LISTEN`,
     /// `# file PATH`, `# default`). A setting with no value, or one a file may not hold
@@ -17,8 +41,8 @@ impl Settings {
              # on each line says where the value came from.\n",
             crate::build_info::VERSION
         );
-        for (decl, value) in self.toml_values() {
-            out.push_str(&line(decl, value.as_ref(), &self.origin(decl.key)));
+        for d in self.describe() {
+            out.push_str(&line(d.decl, d.value.as_ref(), &d.origin));
             out.push('\n');
         }
         out

@@ -209,11 +209,24 @@ impl ClientSet {
     /// Read and validate the clients file (a regular file of at most 1 MiB). Limits of
     /// clients whose name and rate are unchanged since `previous` are carried over.
     pub fn load(path: &Path, previous: Option<&ClientSet>) -> Result<ClientSet, ClientsError> {
-        let bytes =
-            files::read_regular(path, files::MAX_CONFIG_FILE).map_err(|e| ClientsError::File {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
+        Self::from_read(
+            path,
+            files::read_regular(path, files::MAX_CONFIG_FILE),
+            previous,
+        )
+    }
+
+    /// Like [`ClientSet::load`], from the file's bytes as already read (or why they could not
+    /// be): a reload loads exactly the content it saw settle.
+    pub fn from_read(
+        path: &Path,
+        read: Result<Vec<u8>, files::FileError>,
+        previous: Option<&ClientSet>,
+    ) -> Result<ClientSet, ClientsError> {
+        let bytes = read.map_err(|e| ClientsError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         let text = String::from_utf8(bytes).map_err(|_| ClientsError::File {
             path: path.to_owned(),
             reason: "is not UTF-8 text".to_owned(),
@@ -712,84 +725,86 @@ read_only = true
         assert_eq!(parse("[clients]\n").unwrap().clients.len(), 0);
     }
 
+    /// Broken clients files and what their error must say.
+    const BROKEN: &[(&str, &str)] = &[
+        ("x = 1", "line 1: unknown field `x`, expected `clients`"),
+        ("clients = 1", "`clients` must hold [clients.NAME] tables"),
+        (
+            "[clients.a]\nfoo = 1\nstatic_key_sha256 = \"{H}\"",
+            "line 2: client `a`: unknown field `foo`, expected one of `accounts`",
+        ),
+        (
+            "[clients.\"a b\"]\nstatic_key_sha256 = \"{H}\"",
+            "client `a b`: a name holds only",
+        ),
+        ("[clients.a]\n", "client `a`: has no way to authenticate"),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"abc\"",
+            "line 2: client `a`: field `static_key_sha256`: must be 64 hexadecimal",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = \"0/s\"",
+            "line 3: client `a`: field `rate`: `0/s` is not a rate",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = 5",
+            "field `rate`: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\nmethods = [\"Get?\"]",
+            "client `a`: field `methods`: `Get?` holds",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\ndeny_methods = \"Del*\"",
+            "field `deny_methods`: invalid type: string \"Del*\", expected a sequence",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = [0]",
+            "field `accounts`: 0 is not a positive account id",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = []",
+            "field `accounts`: is empty",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\nread_only = \"yes\"",
+            "field `read_only`: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "[clients.a]\nkey_id = \"k\"",
+            "field `key_id`: key_id and public_key go together",
+        ),
+        (
+            "[clients.a]\nkey_id = \"k\"\npublic_key = \"nope\"",
+            "field `public_key`: is not a PEM public key",
+        ),
+        (
+            "[clients.a]\ntls_name = \"*.x.y\"",
+            "field `tls_name`: `*.x.y` holds a wildcard",
+        ),
+        ("[clients.a]\ntls_name = \"10.0.0.1\"", "is an IP address"),
+        (
+            "[clients.a]\ntls_name = \"bad name\"",
+            "is not a valid DNS name",
+        ),
+        (
+            "[clients.a]\nstatic_key_sha256 = \"{H}\"\n[clients.b]\nstatic_key_sha256 = \"{H}\"",
+            "client `b`: field `static_key_sha256`: is the static key of another client",
+        ),
+        (
+            "[clients.a]\ntls_name = \"a.x\"\n[clients.b]\ntls_name = \"A.X\"",
+            "client `b`: field `tls_name`: is the tls_name of another client",
+        ),
+        (
+            "[clients.a]\ntls_name = \"a.x\"\n[clients.A]\ntls_name = \"b.x\"",
+            "another client has the same name in another letter case",
+        ),
+        ("[clients.a]\ntls_name = \"a.x\"\n[clients.a]\n", "line 3"),
+    ];
+
     #[test]
     fn errors_name_file_client_and_field() {
-        let cases: &[(&str, &str)] = &[
-            ("x = 1", "line 1: unknown field `x`, expected `clients`"),
-            ("clients = 1", "`clients` must hold [clients.NAME] tables"),
-            (
-                "[clients.a]\nfoo = 1\nstatic_key_sha256 = \"{H}\"",
-                "line 2: client `a`: unknown field `foo`, expected one of `accounts`",
-            ),
-            (
-                "[clients.\"a b\"]\nstatic_key_sha256 = \"{H}\"",
-                "client `a b`: a name holds only",
-            ),
-            ("[clients.a]\n", "client `a`: has no way to authenticate"),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"abc\"",
-                "line 2: client `a`: field `static_key_sha256`: must be 64 hexadecimal",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = \"0/s\"",
-                "line 3: client `a`: field `rate`: `0/s` is not a rate",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nrate = 5",
-                "field `rate`: invalid type: integer `5`, expected a string",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nmethods = [\"Get?\"]",
-                "client `a`: field `methods`: `Get?` holds",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\ndeny_methods = \"Del*\"",
-                "field `deny_methods`: invalid type: string \"Del*\", expected a sequence",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = [0]",
-                "field `accounts`: 0 is not a positive account id",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\naccounts = []",
-                "field `accounts`: is empty",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\nread_only = \"yes\"",
-                "field `read_only`: invalid type: string \"yes\", expected a boolean",
-            ),
-            (
-                "[clients.a]\nkey_id = \"k\"",
-                "field `key_id`: key_id and public_key go together",
-            ),
-            (
-                "[clients.a]\nkey_id = \"k\"\npublic_key = \"nope\"",
-                "field `public_key`: is not a PEM public key",
-            ),
-            (
-                "[clients.a]\ntls_name = \"*.x.y\"",
-                "field `tls_name`: `*.x.y` holds a wildcard",
-            ),
-            ("[clients.a]\ntls_name = \"10.0.0.1\"", "is an IP address"),
-            (
-                "[clients.a]\ntls_name = \"bad name\"",
-                "is not a valid DNS name",
-            ),
-            (
-                "[clients.a]\nstatic_key_sha256 = \"{H}\"\n[clients.b]\nstatic_key_sha256 = \"{H}\"",
-                "client `b`: field `static_key_sha256`: is the static key of another client",
-            ),
-            (
-                "[clients.a]\ntls_name = \"a.x\"\n[clients.b]\ntls_name = \"A.X\"",
-                "client `b`: field `tls_name`: is the tls_name of another client",
-            ),
-            (
-                "[clients.a]\ntls_name = \"a.x\"\n[clients.A]\ntls_name = \"b.x\"",
-                "another client has the same name in another letter case",
-            ),
-            ("[clients.a]\ntls_name = \"a.x\"\n[clients.a]\n", "line 3"),
-        ];
-        for (text, want) in cases {
+        for (text, want) in BROKEN {
             let text = text.replace("{H}", HASH);
             let err = parse(&text)
                 .err()

@@ -64,8 +64,21 @@ impl Gateway {
     /// (the caller logs the error). Rate limiters of clients whose name and rate are unchanged
     /// carry over; verified-JWT cache entries do not (a key may have changed).
     pub fn reload(&self) -> anyhow::Result<()> {
+        self.reload_from(crate::files::read_regular(
+            &self.path,
+            crate::files::MAX_CONFIG_FILE,
+        ))
+    }
+
+    /// Like [`Gateway::reload`], from the file's bytes as already read (or why they could not
+    /// be): the reloader hands over the content it saw settle, so a file caught half-written is
+    /// never what is loaded.
+    pub fn reload_from(
+        &self,
+        read: Result<Vec<u8>, crate::files::FileError>,
+    ) -> anyhow::Result<()> {
         let old = self.set.load();
-        let set = ClientSet::load(&self.path, Some(&old)).context("clients")?;
+        let set = ClientSet::from_read(&self.path, read, Some(&old)).context("clients")?;
         self.set.store(Arc::new(set));
         Ok(())
     }

@@ -533,3 +533,28 @@ fn settings_flags_before_the_command_name_still_work() {
         );
     }
 }
+
+#[test]
+fn completions_into_a_closed_pipe_exit_0_without_a_panic() {
+    // `head -1` closes the pipe after one line; voxproxy must end quietly, every time.
+    let script = format!(
+        "for i in $(seq 50); do {bin} completions bash | head -1 >/dev/null; \
+         echo \"status ${{PIPESTATUS[0]}}\"; done",
+        bin = crate::support::process::BIN
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.lines().count(), 50, "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l == "status 0"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}

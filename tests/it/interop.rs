@@ -13,13 +13,14 @@ use crate::support::certs::Creds;
 use crate::support::process::{Voxproxy, run};
 use crate::support::upstream::Upstream;
 
-fn interop_dir() -> PathBuf {
+/// `tests/interop/`: the pinned clients and the Python helpers the tests run.
+pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
 /// Install the pinned clients once per test run (idempotent; needs the package registries the
 /// first time).
-fn setup() {
+pub fn setup() {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     let result = DONE.get_or_init(|| {
         let out = Command::new("bash")

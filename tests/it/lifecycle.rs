@@ -165,3 +165,23 @@ async fn unix_socket_listener() {
     assert_eq!(status.unwrap().code(), Some(0));
     assert!(!sock.exists(), "the socket file is removed on exit");
 }
+
+#[tokio::test]
+async fn a_misspelled_environment_variable_draws_a_warning_naming_the_right_one() {
+    let rig = Rig::start_with(&[], &[("VOXPROXY_LISTN", "0.0.0.0:9")], Default::default()).await;
+    let line = rig
+        .proxy
+        .log
+        .all()
+        .into_iter()
+        .find(|l| l.contains("VOXPROXY_LISTN"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", rig.proxy.logs()));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "WARN", "{line}");
+    assert!(
+        v["message"].as_str().unwrap().contains("VOXPROXY_LISTEN"),
+        "names the nearest variable: {line}"
+    );
+    // Ignored, not applied: the proxy listens where the flag said.
+    assert_eq!(get(rig.proxy.addr(), "/healthz").await.status, 200);
+}

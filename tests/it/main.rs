@@ -5,15 +5,20 @@
 
 mod support;
 
+mod access_log;
+mod check;
 mod cli;
 mod deploy;
+mod docs;
 mod failures;
 mod forwarding;
 mod gateway;
 mod interop;
 mod layers;
 mod lifecycle;
+mod messages;
 mod observability;
+mod probe;
 mod reload;
 mod systemd;
 mod tls_init;

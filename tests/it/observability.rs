@@ -58,16 +58,34 @@ async fn metrics_count_a_known_mix_exactly() {
             "voxproxy_credentials_info{{account=\"1000001\",key_id=\"{}\"}} 1",
             rig.creds.key_id
         ),
-        &format!(
-            "voxproxy_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        ),
+        &build_info_line(),
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
     assert!(text.contains("voxproxy_token_expiry_timestamp_seconds{account=\"1000001\"} "));
     assert!(text.contains("process_resident_memory_bytes "));
     assert!(text.contains("process_cpu_seconds_total "));
+    for series in [
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(series), "missing {series}in\n{text}");
+    }
+}
+
+/// `voxproxy_build_info` with what `voxproxy --version` prints: `voxproxy VERSION (COMMIT
+/// TARGET)`.
+fn build_info_line() -> String {
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    let rest = out.trim().strip_prefix("voxproxy ").unwrap();
+    let (version, rest) = rest.split_once(" (").unwrap();
+    let (commit, target) = rest.trim_end_matches(')').split_once(' ').unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    format!(
+        "voxproxy_build_info{{version=\"{version}\",commit=\"{commit}\",target=\"{target}\"}} 1"
+    )
 }
 
 #[tokio::test]
@@ -250,4 +268,123 @@ async fn no_secret_in_logs_metrics_or_check_output() {
         "the captured output is real"
     );
     assert!(everything.lines().count() > 10);
+}
+
+/// `python parse_metrics.py FORMAT` on `text` (the pinned `prometheus-client` parsers): the
+/// families, or the parser's error.
+async fn parse_strictly(format: &'static str, text: String) -> Result<serde_json::Value, String> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        crate::interop::setup();
+        let interop = crate::interop::interop_dir();
+        let mut child = std::process::Command::new(interop.join(".venv/bin/python"))
+            .arg(interop.join("python/parse_metrics.py"))
+            .arg(format)
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// The type the parser gave family `name`.
+fn family_type(families: &serde_json::Value, name: &str) -> String {
+    families
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no family {name} in {families}"))["type"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn metrics_are_text_0_0_4_or_openmetrics_as_asked_and_parse_strictly() {
+    let rig = Rig::start(&[]).await;
+    let addr = rig.proxy.addr();
+    assert_eq!(get(addr, "/platform_api/GetUsers/").await.status, 200);
+    assert_eq!(get(addr, "/nope").await.status, 404);
+    let scrape = |accept: &'static str| {
+        send(
+            addr,
+            Request::get("/metrics")
+                .header("accept", accept)
+                .body(body(""))
+                .unwrap(),
+        )
+    };
+
+    let text = scrape("text/plain;version=0.0.4;q=0.9,*/*;q=0.1").await;
+    assert!(
+        text.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        text.headers
+    );
+    let body_text = String::from_utf8(text.body.to_vec()).unwrap();
+    assert!(!body_text.contains("# EOF") && !body_text.contains("# UNIT"));
+    for line in body_text.lines().filter(|l| l.ends_with(" counter")) {
+        let name = line
+            .trim_start_matches("# TYPE ")
+            .trim_end_matches(" counter");
+        assert!(name.ends_with("_total"), "{line}");
+    }
+    assert!(body_text.contains("# TYPE voxproxy_build_info gauge"));
+    let families = parse_strictly("text", body_text)
+        .await
+        .unwrap_or_else(|e| panic!("text 0.0.4 does not parse: {e}"));
+    assert_eq!(family_type(&families, "voxproxy_requests"), "counter");
+    assert_eq!(family_type(&families, "voxproxy_build_info"), "gauge");
+    assert_eq!(family_type(&families, "process_max_fds"), "gauge");
+    assert_eq!(
+        family_type(&families, "voxproxy_request_duration_seconds"),
+        "histogram"
+    );
+
+    let om = scrape(
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    )
+    .await;
+    assert!(
+        om.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text; version=1.0.0"),
+        "{:?}",
+        om.headers
+    );
+    let om_text = String::from_utf8(om.body.to_vec()).unwrap();
+    assert!(om_text.ends_with("# EOF\n"));
+    let families = parse_strictly("openmetrics", om_text)
+        .await
+        .unwrap_or_else(|e| panic!("OpenMetrics does not parse: {e}"));
+    assert_eq!(family_type(&families, "voxproxy_requests"), "counter");
+    assert_eq!(family_type(&families, "voxproxy_build"), "info");
+    assert_eq!(family_type(&families, "process_cpu_seconds"), "counter");
+
+    // The parsers are strict: a broken exposition fails.
+    assert!(
+        parse_strictly("openmetrics", "# TYPE x counter\nx_total 1\n".to_owned())
+            .await
+            .is_err(),
+        "no # EOF"
+    );
 }

@@ -228,3 +228,203 @@ async fn kubernetes_secret_symlink_swap_is_picked_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A gateway rig: credentials, a clients file with one static-key client `app`, and a second
+/// version of that file that adds a client `late`. Returns (rig, app's key, late's key, the
+/// clients file, the text of its second version).
+async fn gateway_rig() -> (Rig, String, String, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = Creds::write(dir.path(), "credentials.json", 1_000_001);
+    let clients = dir.path().join("clients.toml");
+    let add = |file: &std::path::Path, name: &str| -> String {
+        let (code, key, err) = crate::support::process::run(
+            &[
+                "client",
+                "add",
+                name,
+                "--static-key",
+                "--clients",
+                file.to_str().unwrap(),
+                "--credentials",
+                creds.path.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        key.trim().to_owned()
+    };
+    let app_key = add(&clients, "app");
+    let second = dir.path().join("second.toml");
+    std::fs::copy(&clients, &second).unwrap();
+    let late_key = add(&second, "late");
+    let second_text = std::fs::read_to_string(&second).unwrap();
+    let upstream = Upstream::start(
+        vec![(creds.key_id.clone(), creds.key.decoding_key())],
+        Default::default(),
+    )
+    .await;
+    let proxy = Rig::proxy(
+        &upstream,
+        &creds,
+        &["--clients", clients.to_str().unwrap()],
+        &[],
+    );
+    let rig = Rig {
+        upstream,
+        creds,
+        proxy,
+        dir,
+    };
+    (rig, app_key, late_key, clients, second_text)
+}
+
+/// GET with a static key.
+async fn get_as(addr: std::net::SocketAddr, key: &str) -> http::StatusCode {
+    crate::support::http::send(
+        addr,
+        http::Request::get("/platform_api/GetAccountInfo/")
+            .header("proxy-authorization", format!("Bearer {key}"))
+            .body(crate::support::http::body(""))
+            .unwrap(),
+    )
+    .await
+    .status
+}
+
+/// What `cp new clients.toml` does, slowly: truncate, write half, wait 50 ms, write the rest.
+fn slow_truncating_write(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let half = text.len() / 2;
+    f.write_all(&text.as_bytes()[..half]).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    f.write_all(&text.as_bytes()[half..]).unwrap();
+    f.flush().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_style_rewrites_of_the_clients_file_under_load_refuse_nobody() {
+    let (rig, key, _, clients, _) = gateway_rig().await;
+    let addr = rig.proxy.addr();
+    assert_eq!(get_as(addr, &key).await, 200);
+    // The operator's header comes first, so the first half of the file alone is comments:
+    // valid TOML with no clients, which must never be loaded.
+    let header =
+        "# Gateway clients of the billing platform; edit with `voxproxy client` or by hand.\n"
+            .repeat(8);
+    let original = format!("{header}{}", std::fs::read_to_string(&clients).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (stop, refused, ok, key) = (stop.clone(), refused.clone(), ok.clone(), key.clone());
+        workers.push(tokio::spawn(async move {
+            // Bounded: at most 100,000 requests per worker, and it stops with the edits.
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match get_as(addr, &key).await.as_u16() {
+                    200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => refused.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    // 40 edits, each a real change (a new comment), each written the way `cp` writes, at
+    // uneven intervals: some come while the previous edit is being looked at.
+    let path = clients.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..40 {
+            slow_truncating_write(&path, &format!("{original}# edit {i}\n"));
+            std::thread::sleep(Duration::from_millis([70, 110, 130, 400][i % 4]));
+        }
+    })
+    .await
+    .unwrap();
+    // The last edit loads too before the load stops.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let reloads = rig
+        .proxy
+        .log
+        .all()
+        .iter()
+        .filter(|l| l.contains("gateway clients reloaded"))
+        .count();
+    let (ok, refused) = (ok.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
+    assert_eq!(
+        refused, 0,
+        "{refused} requests refused during the edits ({ok} ok)"
+    );
+    assert!(ok > 100, "the load ran ({ok} requests)");
+    assert!(reloads >= 5, "the edits were loaded ({reloads} reloads)");
+    assert!(
+        !rig.proxy.logs().contains("0 clients"),
+        "an empty clients file was never loaded"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_clients_file_then_a_good_one_ends_with_the_good_one() {
+    let (rig, app_key, late_key, clients, second) = gateway_rig().await;
+    let addr = rig.proxy.addr();
+    assert_eq!(
+        get_as(addr, &late_key).await,
+        401,
+        "late is not a client yet"
+    );
+    std::fs::write(&clients, "[clients.app]\nbogus = 1\n").unwrap();
+    rig.proxy
+        .log
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("clients file not reloaded")
+        })
+        .expect("the broken file is refused");
+    assert_eq!(get_as(addr, &app_key).await, 200, "the old clients stay");
+    slow_truncating_write(&clients, &second);
+    rig.proxy
+        .log
+        .wait_for(Duration::from_secs(5), |l| {
+            l.contains("gateway clients reloaded") && l.contains("2 clients: app, late")
+        })
+        .expect("the good file is loaded within 5 s");
+    assert_eq!(get_as(addr, &late_key).await, 200);
+    assert_eq!(get_as(addr, &app_key).await, 200);
+}
+
+#[tokio::test]
+async fn an_idle_reloader_reads_its_files_only_at_the_poll() {
+    use notify::Watcher as _;
+    use notify::event::{AccessKind, EventKind};
+    let rig = Rig::start(&[]).await;
+    // The test's own inotify watch counts every open of the credentials file.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(e) = res {
+            let _ = tx.send(e);
+        }
+    })
+    .unwrap();
+    watcher
+        .watch(rig.dir.path(), notify::RecursiveMode::NonRecursive)
+        .unwrap();
+    // A window of time is what is measured here: nothing changes during it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(watcher);
+    let opens = rx
+        .try_iter()
+        .filter(|e| {
+            matches!(e.kind, EventKind::Access(AccessKind::Open(_)))
+                && e.paths.iter().any(|p| p.ends_with("credentials.json"))
+        })
+        .count();
+    // The 2 s poll reads it once or twice in 3 s; reacting to its own reads' open events, the
+    // reloader would read it every few hundred milliseconds.
+    assert!(opens <= 3, "{opens} opens of an unchanged file in 3 s");
+}

@@ -291,3 +291,44 @@ async fn a_tls_listener_serves_with_what_init_made() {
     .unwrap();
     assert_eq!(resp.status, 200);
 }
+
+#[test]
+fn tls_init_certificates_load_and_verify_in_pyca_cryptography() {
+    crate::interop::setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("voxproxy-tls");
+    let (code, _, err) = init(&dir, &["--name", "proxy.internal", "--name", "10.0.0.5"]);
+    assert_eq!(code, 0, "{err}");
+    let verify = |names: &[&str]| {
+        let interop = crate::interop::interop_dir();
+        std::process::Command::new(interop.join(".venv/bin/python"))
+            .arg(interop.join("python/verify_tls.py"))
+            .arg(&dir)
+            .args(names)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    // x509.load_pem_x509_certificate refuses DER with a DEFAULT value encoded; the server
+    // verifier applies RFC 5280's profile strictly, for every name the certificate claims.
+    let names = [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "proxy.internal",
+        "10.0.0.5",
+    ];
+    let out = verify(&names);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], serde_json::json!(names));
+    assert_eq!(v["chain"], 2, "server certificate and CA");
+    // The check can fail: a name the certificate does not hold is refused.
+    let out = verify(&["elsewhere.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("subjectAltName"));
+}

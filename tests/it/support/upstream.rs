@@ -5,7 +5,8 @@
 //! Routes: `/platform_api/Download/?bytes=N` streams N pattern bytes; `/platform_api/Slow/?ms=N`
 //! answers after N ms; `/platform_api/Reset/` sends a head and part of the body, then breaks the
 //! connection; anything else reads the whole body and answers
-//! `{"result":{"iss":..,"kid":..,"path":..,"cmd":..,"body_len":..}}`.
+//! `{"result":{"iss":..,"kid":..,"path":..,"cmd":..,"body_len":..}}`, or, for a key id given to
+//! [`Upstream::answer_error`], Voximplant's error shape with HTTP 200 as Voximplant does.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -60,6 +61,9 @@ pub struct Recorded {
     pub jwt: Result<Jwt, String>,
 }
 
+/// Voximplant errors to answer, by key id: (code, msg).
+type Errors = Arc<Mutex<HashMap<String, (i64, String)>>>;
+
 /// Options for the mock.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -79,6 +83,7 @@ pub struct Upstream {
     pub pki: Arc<Pki>,
     records: Arc<Mutex<Vec<Recorded>>>,
     keys: Arc<Mutex<HashMap<String, jsonwebtoken::DecodingKey>>>,
+    errors: Errors,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -118,20 +123,22 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let records = Arc::new(Mutex::new(Vec::new()));
         let keys = Arc::new(Mutex::new(keys.into_iter().collect::<HashMap<_, _>>()));
-        let (r, k) = (records.clone(), keys.clone());
+        let errors: Errors = Arc::default();
+        let (r, k, e) = (records.clone(), keys.clone(), errors.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let acceptor = acceptor.clone();
-                let (r, k) = (r.clone(), k.clone());
+                let (r, k, e) = (r.clone(), k.clone(), e.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let service =
-                        hyper::service::service_fn(move |req| handle(req, r.clone(), k.clone()));
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(req, r.clone(), k.clone(), e.clone())
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
@@ -145,6 +152,7 @@ impl Upstream {
             pki,
             records,
             keys,
+            errors,
             task,
             _dir: dir,
         }
@@ -153,6 +161,15 @@ impl Upstream {
     /// Trust another key.
     pub fn trust(&self, kid: &str, key: jsonwebtoken::DecodingKey) {
         self.keys.lock().unwrap().insert(kid.to_owned(), key);
+    }
+
+    /// Answer every request signed with `kid` with Voximplant's error `code` and `msg` (HTTP
+    /// 200, as Voximplant answers most errors), like a revoked key.
+    pub fn answer_error(&self, kid: &str, code: i64, msg: &str) {
+        self.errors
+            .lock()
+            .unwrap()
+            .insert(kid.to_owned(), (code, msg.to_owned()));
     }
 
     /// Everything received so far.
@@ -242,6 +259,7 @@ async fn handle(
     req: Request<Incoming>,
     records: Arc<Mutex<Vec<Recorded>>>,
     keys: Arc<Mutex<HashMap<String, jsonwebtoken::DecodingKey>>>,
+    errors: Errors,
 ) -> Result<Response<BoxBody<Bytes, BoxError>>, Infallible> {
     let (mut parts, body) = req.into_parts();
     // Over HTTP/2 the authority travels as :authority; record it as Host either way.
@@ -285,6 +303,14 @@ async fn handle(
             return Ok(r);
         }
     };
+    let error = errors.lock().unwrap().get(&jwt.kid).cloned();
+    if let Some((code, msg)) = error {
+        let body = serde_json::json!({"error": {"code": code, "msg": msg}});
+        let mut r = simple(StatusCode::OK, &body.to_string());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        return Ok(r);
+    }
     if path.starts_with("/platform_api/Slow") {
         tokio::time::sleep(Duration::from_millis(
             query_param(&query, "ms").unwrap_or(1000),
