@@ -51,9 +51,8 @@ async fn prove_one(
         .mint(&claims)
         .map_err(|e| format!("cannot mint a token: {e}"))?;
     let req = request(settings, &jwt)?;
-    let client = clients.for_body(&http_body::SizeHint::with_exact(0));
     let timeout = settings.request_timeout;
-    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+    let resp = match tokio::time::timeout(timeout, clients.send(req)).await {
         Err(_) => return Err(timed_out(timeout)),
         Ok(Err(e)) => return Err(connection_failed(e)),
         Ok(Ok(resp)) => resp,
@@ -94,7 +93,7 @@ fn timed_out(timeout: Duration) -> String {
 
 /// A request that failed before any answer, as the proxy classifies it (`upstream_connect`,
 /// `upstream_tls`, `upstream_reset`), with the whole cause chain.
-fn connection_failed(e: hyper_util::client::legacy::Error) -> String {
+fn connection_failed(e: upstream::pool::SendError) -> String {
     match upstream::classify(e) {
         upstream::Failure::Error(err) => err.chain(),
         // The request has no body: neither can happen, but say something true if it does.
