@@ -4,7 +4,7 @@
 # nginx upstream and the client run natively. Instruction counts do not depend on what else the
 # machine is doing, so this is the figure to optimise against on a shared machine.
 #
-#   bash bench/instructions.sh                    # every system x workload, 3 times (~15 min)
+#   bash bench/instructions.sh                    # every system x workload, 3 times (~12 min)
 #   BENCH_QUICK=1 bash bench/instructions.sh      # small request counts, GET only, no README
 #   BENCH_VOXPROXY=/work/main/target/release/voxproxy bash bench/instructions.sh
 #
