@@ -4,7 +4,7 @@
 # nginx upstream and the client run natively. Instruction counts do not depend on what else the
 # machine is doing, so this is the figure to optimise against on a shared machine.
 #
-#   bash bench/instructions.sh                    # every system x workload, 3 times (~15 min)
+#   bash bench/instructions.sh                    # every system x workload, 3 times (~12 min)
 #   BENCH_QUICK=1 bash bench/instructions.sh      # small request counts, GET only, no README
 #   BENCH_VOXPROXY=/work/main/target/release/voxproxy bash bench/instructions.sh
 #
@@ -111,7 +111,6 @@ pin() { # CPUS CMD...
 UP_H1_PORT=$(free_port) UP_H2_PORT=$(free_port) UP_STATUS_PORT=$(free_port)
 nginx_upstream_conf "$WORK/upstream" "$UP_H1_PORT" "$UP_H2_PORT" "$UP_STATUS_PORT"
 spawn "$WORK/upstream/stderr.log" "$LOAD_CPUS" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
-UP_PID=$SPAWNED
 for p in "$UP_H1_PORT" "$UP_H2_PORT"; do
     wait_http "https://127.0.0.1:$p/platform_api/GetAccountInfo/" --cacert "$WORK/ca.pem" \
         -H "Authorization: Bearer $JWT"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by bench/run.sh and bench/instructions.sh (sourced, not run): process control by PID,
 # throwaway keys and certificates, and the configurations of the upstreams and of the proxies
 # voxproxy is compared with. Everything listens on 127.0.0.1.
@@ -345,6 +346,7 @@ EOF
 
 # voxproxy_args LISTEN_PORT UPSTREAM_PORT: the arguments of `voxproxy serve` in every instrument.
 voxproxy_args() {
+    # shellcheck disable=SC2034 # read by the caller
     VOX_ARGS=(serve --listen "127.0.0.1:$1" --upstream "https://127.0.0.1:$2"
         --upstream-ca "$WORK/ca.pem" --credentials "$WORK/credentials.json"
         --workers 1 --log-level warn --log-format json)
