@@ -88,16 +88,26 @@ pub fn bind(addr: &ListenAddr) -> io::Result<Vec<Listener>> {
         }
         ListenAddr::Unix(path) => {
             use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-            // Replace a stale socket left by a crash, but never another kind of file.
+            // Replace a stale socket left by a crash, but never another kind of file, and never a
+            // socket another process is listening on (it would be orphaned, and its file removed
+            // when we stop).
             if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if meta.file_type().is_socket() {
-                    std::fs::remove_file(path)?;
-                } else {
+                if !meta.file_type().is_socket() {
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
                         format!("{} exists and is not a socket", path.display()),
                     ));
                 }
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!(
+                            "another process is listening on {}; stop it first, or listen elsewhere",
+                            path.display()
+                        ),
+                    ));
+                }
+                std::fs::remove_file(path)?;
             }
             let listener = UnixListener::bind(path)?;
             let guard = SocketFile(path.clone());

@@ -158,6 +158,40 @@ async fn unix_socket_listener() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(upstream.last().jwt.unwrap().iss, 5);
+    // A second instance on the same path does not take the live socket over: exit 1 naming
+    // listen, and the first still answers.
+    let second = crate::support::process::run(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--credentials",
+            creds.path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(second.0, 1, "{}", second.2);
+    assert!(
+        second.2.contains("listen") && second.2.contains("another process is listening"),
+        "{}",
+        second.2
+    );
+    let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let again = sender
+        .send_request(
+            Request::get("/platform_api/GetUsers/")
+                .header("host", "x")
+                .body(body(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "the first instance still serves");
     proxy.signal(Signal::SIGTERM);
     let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
         .await
