@@ -308,7 +308,10 @@ impl Conns {
         });
         let for_requests = info.clone();
         let handler = self.proxy;
-        let service = service_fn(move |req| handler.clone().handle(req, for_requests.clone()));
+        // Boxed: hyper keeps a connection's service future inline, so an idle keep-alive
+        // connection would carry the whole size of a request's state machine.
+        let service =
+            service_fn(move |req| Box::pin(handler.clone().handle(req, for_requests.clone())));
         let conn = watcher.watch(
             self.builder
                 .serve_connection(TokioIo::new(io), service)
