@@ -184,6 +184,7 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
             Err(e) => problems.push(format!("{e:#}")),
         }
     }
+    let redis_down = limits_redis(&settings, out, &mut problems)?;
     if problems.is_empty() {
         writeln!(out, "ok")?;
         return Ok(());
@@ -191,9 +192,37 @@ pub fn run(settings: Result<Settings, ConfigError>, out: &mut dyn Write) -> Resu
     for p in &problems {
         writeln!(out, "problem: {p}")?;
     }
-    Err(config_err(anyhow::anyhow!(
+    let e = anyhow::anyhow!(
         "check found {} problem(s): {}",
         problems.len(),
         problems.join("; ")
-    )))
+    );
+    Err(if redis_down && problems.len() == 1 {
+        Failure::Runtime(e)
+    } else {
+        config_err(e)
+    })
+}
+
+/// `limits_redis`: PING it and print the answer; no answer is a problem. Returns whether Redis
+/// did not answer (exit 1 when that is the only problem: Redis is down, the configuration is fine).
+fn limits_redis(
+    settings: &Settings,
+    out: &mut dyn Write,
+    problems: &mut Vec<String>,
+) -> std::io::Result<bool> {
+    let Some(url) = &settings.limits_redis else {
+        return Ok(false);
+    };
+    // A broken upstream_ca is reported on its own; the PING then trusts the built-in roots alone.
+    let roots = (settings.upstream_ca.as_deref())
+        .and_then(|ca| crate::upstream::load_ca(ca).ok())
+        .unwrap_or_default();
+    match crate::limits::shared::check(url, &roots, settings.connect_timeout) {
+        Ok(line) => writeln!(out, "  {line}").map(|()| false),
+        Err(problem) => {
+            problems.push(problem);
+            Ok(true)
+        }
+    }
 }
