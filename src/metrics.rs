@@ -529,6 +529,11 @@ mod process {
                     "Number of open file descriptors.",
                     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as f64,
                 ),
+                (
+                    "process_max_fds",
+                    "Maximum number of open file descriptors.",
+                    max_fds().unwrap_or(0.0),
+                ),
             ];
             for (name, help, value) in gauges {
                 let g = ConstGauge::new(value);
@@ -536,5 +541,14 @@ mod process {
             }
             Ok(())
         }
+    }
+
+    /// The soft limit on open files (`Max open files` in `/proc/self/limits`), what the
+    /// dashboard compares `process_open_fds` with.
+    fn max_fds() -> Option<f64> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let soft = line["Max open files".len()..].split_whitespace().next()?;
+        soft.parse().ok()
     }
 }
