@@ -13,6 +13,7 @@ mod gateway;
 mod interop;
 mod layers;
 mod lifecycle;
+mod limits;
 mod observability;
 mod reload;
 mod systemd;
