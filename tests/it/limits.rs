@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use http::Request;
 
 use crate::support::Rig;
-use crate::support::certs::Creds;
+use crate::support::certs::{Creds, Pki};
 use crate::support::http::{body, get, try_send};
 use crate::support::process::{self, Voxproxy};
 use crate::support::redis::{Redis, free_port};
@@ -529,6 +529,26 @@ async fn the_redis_password_shows_nowhere() {
     for text in &seen {
         assert!(!text.contains(PASSWORD), "the password leaked:\n{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_is_verified_like_the_upstream() {
+    let fleet = Fleet::new(Some(&clients_toml("20/s"))).await;
+    // A certificate from the CA the replicas trust for the upstream (upstream_ca): shared.
+    let trusted = Redis::start_tls(&fleet.upstream.pki);
+    let v = fleet.replica(&["--limits-redis", &trusted.url()]);
+    wait_gauge(&v, "1", Duration::from_secs(5)).await;
+    assert_eq!(shot(v.addr(), Some(KEY)).await.status, 200);
+    // From a CA nobody configured: refused; the replica counts alone and says why.
+    let stranger = Redis::start_tls(&Pki::new(&[]));
+    let w = fleet.replica(&["--limits-redis", &stranger.url()]);
+    let warned = w
+        .log
+        .wait_for(Duration::from_secs(5), |l| l.contains(OUTAGE))
+        .unwrap();
+    assert!(warned.contains("tls handshake failed"), "{warned}");
+    assert_eq!(shared_gauge(w.addr()).await.as_deref(), Some("0"));
+    assert_eq!(shot(w.addr(), Some(KEY)).await.status, 200);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! A real Redis for the tests: Debian's `redis-server`, found on PATH, started as a child process
 //! on a free port of 127.0.0.1 with no persistence (never the system's service), ready once it
 //! answers `PING` (a bounded poll, no fixed sleep), and stopped, paused or resumed by its PID.
+//! Optionally TLS only (`rediss://`), with a certificate from a test PKI.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use super::certs::Pki;
 
 /// How long a Redis may take to answer its first `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +31,8 @@ pub struct Redis {
     /// Its port on 127.0.0.1.
     pub port: u16,
     password: Option<String>,
+    /// TLS only: the certificate and key it serves are in `dir`.
+    tls: bool,
     dir: tempfile::TempDir,
 }
 
@@ -49,8 +54,23 @@ impl Redis {
             child: None,
             port,
             password: password.map(str::to_owned),
+            tls: false,
             dir: tempfile::tempdir().unwrap(),
         };
+        r.spawn();
+        r
+    }
+
+    /// Start one that speaks TLS only, serving `pki`'s certificate (for `localhost`).
+    pub fn start_tls(pki: &Pki) -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            password: None,
+            tls: true,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        pki.write(r.dir.path());
         r.spawn();
         r
     }
@@ -58,9 +78,27 @@ impl Redis {
     fn spawn(&mut self) {
         let port = self.port.to_string();
         let dir = self.dir.path().to_string_lossy().into_owned();
-        let mut args = vec![
-            "--port",
-            &port,
+        let file = |name: &str| self.dir.path().join(name).to_string_lossy().into_owned();
+        let (cert, key, ca) = (file("cert.pem"), file("key.pem"), file("ca.pem"));
+        let mut args = if self.tls {
+            vec![
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+            ]
+        } else {
+            vec!["--port", &port]
+        };
+        args.extend([
             "--bind",
             "127.0.0.1",
             "--save",
@@ -71,7 +109,7 @@ impl Redis {
             &dir,
             "--loglevel",
             "warning",
-        ];
+        ]);
         if let Some(p) = &self.password {
             args.extend(["--requirepass", p]);
         }
@@ -95,6 +133,10 @@ impl Redis {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("redis-server on port {} exited: {status}", self.port);
             }
+            // A TLS one is ready once it listens: it loads its certificates before that.
+            if self.tls && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
             if let Ok(reply) = self.raw(&["PING"], false)
                 && (reply.starts_with("+PONG") || reply.starts_with("-NOAUTH"))
             {
@@ -110,8 +152,11 @@ impl Redis {
         }
     }
 
-    /// `redis://[:password@]127.0.0.1:PORT`.
+    /// `redis://[:password@]127.0.0.1:PORT`, or `rediss://localhost:PORT` for a TLS one.
     pub fn url(&self) -> String {
+        if self.tls {
+            return format!("rediss://localhost:{}", self.port);
+        }
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
@@ -147,8 +192,8 @@ impl Redis {
         kill(self.pid(), Signal::SIGCONT).unwrap();
     }
 
-    /// Run one command (authenticated when it has a password) and return the reply's first line,
-    /// or a bulk string's content.
+    /// Run one command (authenticated when it has a password; plain Redis only) and return the
+    /// reply's first line, or a bulk string's content.
     pub fn cmd(&self, args: &[&str]) -> String {
         self.raw(args, true).unwrap()
     }
