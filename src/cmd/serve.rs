@@ -255,13 +255,10 @@ async fn serve(
     }
     let tls = v.tls.clone();
     let metrics = Arc::new(Metrics::new(settings.limits_redis.is_some()));
-    let shared = match (&settings.limits_redis, v.redis.take()) {
-        (Some(url), Some(connector)) => {
-            let gauge = metrics.limits_shared.clone().unwrap_or_default();
-            Some(Shared::new(url.clone(), connector, gauge))
-        }
-        _ => None,
-    };
+    let shared = v.redis.take().map(|connector| {
+        let gauge = metrics.limits_shared.clone().unwrap_or_default();
+        Shared::new(connector, gauge)
+    });
     let (proxy, tokens) = proxy(&settings, v, metrics, shared.clone());
     let endpoints = endpoints(&settings, proxy.gateway.is_some(), &tls)?;
     for ep in &endpoints {

@@ -26,6 +26,9 @@
 //!   a probe, at most once a second, gets an answer again in the same 50 ms; a Redis that answers
 //!   slowly thus costs one 50 ms wait per second at most, not one per request. While shared, the
 //!   same task sends a `PING` every second, so the gauge tells the truth even with no traffic.
+//!
+//! One Redis (a primary, or one behind a Service): each script touches one key, so a Redis Cluster
+//! would route it, but voxproxy keeps a single connection and does not follow `MOVED`.
 
 use std::future::Future;
 use std::io;
@@ -138,6 +141,8 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// How to reach Redis: where, with what credentials, and over TLS or not.
 pub struct Connector {
+    /// For logs (its `Display` shows the password as `***`).
+    url: RedisUrl,
     host: String,
     port: u16,
     /// Database, user and password for the connection's set-up (`AUTH`, `SELECT`).
@@ -185,6 +190,7 @@ impl Connector {
             None
         };
         Ok(Connector {
+            url: url.clone(),
             host: url.host.clone(),
             port: url.port,
             info,
@@ -246,9 +252,6 @@ impl Connector {
     /// The crate's error as text, the password scrubbed (belt and braces: Redis does not echo
     /// it, but nothing may ever print it).
     fn error(&self, e: &redis::RedisError) -> SharedError {
-        if e.is_timeout() {
-            return SharedError::Timeout(ANSWER_WITHIN);
-        }
         if e.is_connection_dropped() {
             return SharedError::Closed;
         }
@@ -338,8 +341,6 @@ struct Live {
 /// The shared limits' link to Redis: the connection while Redis answers, none while this replica
 /// counts alone.
 pub struct Shared {
-    /// For logs (its `Display` shows the password as `***`).
-    url: RedisUrl,
     connector: Connector,
     /// `Some` while limits are shared; `None` while Redis is away (requests then decide locally
     /// without touching Redis).
@@ -357,7 +358,7 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Shared({})", self.url)
+        write!(f, "Shared({})", self.connector.url)
     }
 }
 
@@ -389,12 +390,11 @@ pub fn key(scope: &str, name: &str) -> String {
 }
 
 impl Shared {
-    /// The link to `url` through `connector`, not yet connected ([`Shared::run`] connects);
+    /// The link to Redis through `connector`, not yet connected ([`Shared::run`] connects);
     /// `gauge` is `voxproxy_limits_shared`.
-    pub fn new(url: RedisUrl, connector: Connector, gauge: Gauge) -> Arc<Shared> {
+    pub fn new(connector: Connector, gauge: Gauge) -> Arc<Shared> {
         gauge.set(0);
         Arc::new(Shared {
-            url,
             connector,
             live: ArcSwapOption::empty(),
             next_id: AtomicU64::new(0),
@@ -530,9 +530,9 @@ impl Shared {
                     self.live.store(Some(live.clone()));
                     self.gauge.set(1);
                     if outage {
-                        tracing::info!(limits_redis = %self.url, "limits_redis answers again; limits are shared by the replicas again");
+                        tracing::info!(limits_redis = %self.connector.url, "limits_redis answers again; limits are shared by the replicas again");
                     } else {
-                        tracing::info!(limits_redis = %self.url, "limits are shared by the replicas through limits_redis");
+                        tracing::info!(limits_redis = %self.connector.url, "limits are shared by the replicas through limits_redis");
                     }
                     let cause = self.watch(live).await;
                     self.warn(&cause);
@@ -553,7 +553,7 @@ impl Shared {
 
     fn warn(&self, cause: &SharedError) {
         tracing::warn!(
-            limits_redis = %self.url,
+            limits_redis = %self.connector.url,
             error = %chain(cause),
             "limits_redis does not answer; this replica counts limits alone until it does (tried once a second)"
         );
