@@ -428,6 +428,8 @@ async fn redis_away_fails_no_request_and_sharing_comes_back() {
         [&200],
         "no request failed"
     );
+    // A broken connection is noticed at once; the margin is the busy shared machine's.
+    assert!(slowest < Duration::from_millis(50 + 100), "{slowest:?}");
     assert_eq!(count_logged(&v, OUTAGE), 1, "one warning\n{}", v.logs());
     assert_eq!(count_logged(&v, RESUMED), 1, "{}", v.logs());
 
