@@ -46,8 +46,9 @@ pub fn run(
     upstream_ca_section(&mut report, &settings)?;
     tls_section(&mut report, &settings)?;
     clients_section(&mut report, &settings, &keys)?;
-    // Sections that ask a service (the upstream here; limits_redis's PING belongs beside it)
-    // report what did not answer through `Report::unanswered`: exit 1.
+    // Sections that ask a service (Redis always, the upstream with --online) report what did not
+    // answer through `Report::unanswered`: exit 1.
+    redis_section(&mut report, &settings)?;
     if args.online {
         online_section(&mut report, &settings, &keys)?;
     }
@@ -316,6 +317,26 @@ fn clients_section(
         Ok(summary) => report.line(format!("  gateway clients {}: {summary}", path.display())),
         Err(e) => {
             report.problem(format!("{e:#}"));
+            Ok(())
+        }
+    }
+}
+
+/// `limits_redis`: a `PING` (TLS verified like the upstream); no answer is exit 1. The URL shows
+/// with its password as `***`.
+fn redis_section(report: &mut Report<'_>, settings: &Settings) -> Result<(), Failure> {
+    let Some(url) = &settings.limits_redis else {
+        return Ok(());
+    };
+    // A broken upstream_ca is reported on its own; the PING then trusts the built-in roots alone.
+    let roots = (settings.upstream_ca.as_deref())
+        .and_then(|ca| crate::upstream::load_ca(ca).ok())
+        .unwrap_or_default();
+    match crate::limits::shared::check(url, &roots, settings.connect_timeout) {
+        Ok(line) => report.line(format!("  {line}")),
+        Err(problem) => {
+            report.line(format!("  {problem}"))?;
+            report.unanswered(problem);
             Ok(())
         }
     }

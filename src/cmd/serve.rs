@@ -16,6 +16,7 @@ use crate::credentials::{self, CredentialSet};
 use crate::error::{Failure, config_err};
 use crate::gateway::Gateway;
 use crate::limits::Limits;
+use crate::limits::shared::{self, Shared};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::forward::Forwarder;
@@ -34,6 +35,8 @@ struct Validated {
     clients: upstream::Clients,
     tls: Option<Arc<Inbound>>,
     gateway: Option<Arc<Gateway>>,
+    /// `limits_redis`: how to reach it (nothing is connected before serving).
+    redis: Option<shared::Connector>,
 }
 
 /// Run `serve`.
@@ -75,6 +78,25 @@ fn validate(settings: &Settings) -> Result<Validated, Failure> {
         }
         _ => None,
     };
+    let redis = match &settings.limits_redis {
+        None => None,
+        Some(url) => {
+            // `rediss://` trusts what the upstream trusts: the built-in roots plus upstream_ca.
+            let roots = match &settings.upstream_ca {
+                Some(path) => upstream::load_ca(path).map_err(config_err)?,
+                None => Vec::new(),
+            };
+            let connector = shared::Connector::new(url, &roots)
+                .with_context(|| {
+                    format!(
+                        "limits_redis {url} (from {})",
+                        settings.origin("limits_redis")
+                    )
+                })
+                .map_err(config_err)?;
+            Some(connector)
+        }
+    };
     let gateway = match &settings.clients {
         None => None,
         Some(path) => Some(Arc::new(
@@ -86,6 +108,7 @@ fn validate(settings: &Settings) -> Result<Validated, Failure> {
         clients,
         tls,
         gateway,
+        redis,
     })
 }
 
@@ -108,7 +131,12 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// The shared request-time state.
-fn proxy(settings: &Settings, v: Validated, metrics: Arc<Metrics>) -> (Arc<Proxy>, TokenCache) {
+fn proxy(
+    settings: &Settings,
+    v: Validated,
+    metrics: Arc<Metrics>,
+    shared: Option<Arc<Shared>>,
+) -> (Arc<Proxy>, TokenCache) {
     let tokens = TokenCache::new(
         CacheConfig {
             ttl: settings.token_ttl,
@@ -120,6 +148,14 @@ fn proxy(settings: &Settings, v: Validated, metrics: Arc<Metrics>) -> (Arc<Proxy
         Some(metrics.clone() as Arc<dyn token::CacheObserver>),
     );
     metrics.record_credentials(v.credentials.list());
+    let mut limits = Limits::new(
+        settings.account_rate,
+        settings.account_rate_wait,
+        metrics.clone(),
+    );
+    if let Some(shared) = shared {
+        limits = limits.with_shared(shared);
+    }
     let proxy = Arc::new(Proxy {
         forwarder: Forwarder {
             clients: v.clients,
@@ -137,11 +173,7 @@ fn proxy(settings: &Settings, v: Validated, metrics: Arc<Metrics>) -> (Arc<Proxy
                     .collect()
             }),
         },
-        limits: Limits::new(
-            settings.account_rate,
-            settings.account_rate_wait,
-            metrics.clone(),
-        ),
+        limits,
         credentials: Arc::new(ArcSwap::from_pointee(v.credentials)),
         tokens: tokens.clone(),
         metrics,
@@ -215,14 +247,19 @@ async fn serve(
     settings: Settings,
     flags: SettingsArgs,
     env: Arc<dyn Env + Send + Sync>,
-    v: Validated,
+    mut v: Validated,
 ) -> Result<(), Failure> {
     let hup = reload::hangup_signal();
     for warning in crate::config::unknown_env_warnings(&*env) {
         tracing::warn!("{warning}");
     }
     let tls = v.tls.clone();
-    let (proxy, tokens) = proxy(&settings, v, Arc::new(Metrics::new(false)));
+    let metrics = Arc::new(Metrics::new(settings.limits_redis.is_some()));
+    let shared = v.redis.take().map(|connector| {
+        let gauge = metrics.limits_shared.clone().unwrap_or_default();
+        Shared::new(connector, gauge)
+    });
+    let (proxy, tokens) = proxy(&settings, v, metrics, shared.clone());
     let endpoints = endpoints(&settings, proxy.gateway.is_some(), &tls)?;
     for ep in &endpoints {
         tracing::info!(
@@ -246,6 +283,9 @@ async fn serve(
         wait_stop(stop_rx.clone()),
     ));
     tokio::spawn(become_ready(tokens));
+    // Connects in the background: nothing waits for Redis, /readyz included; until it answers,
+    // this replica counts alone.
+    let sharer = shared.map(|s| tokio::spawn(s.run()));
     let stopping = proxy.clone();
     let shutdown = async move {
         shutdown_signal().await;
@@ -261,6 +301,9 @@ async fn serve(
     let _ = stop_tx.send(true);
     let _ = refresher.await;
     let _ = reloader.await;
+    if let Some(sharer) = sharer {
+        sharer.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,10 +3,13 @@
 //! up to `account_rate_wait`, then gets 429 `account_rate_limited`. Both carry `Retry-After` and
 //! count in `voxproxy_rate_limited_total{scope}`.
 //!
-//! Each limit is GCRA ([`gcra`]). A request that no limit applies to costs nothing here. A
-//! request that waits and whose client leaves gives its turn back.
+//! Each limit is GCRA ([`gcra`]). A request that no limit applies to costs nothing here (and never
+//! touches Redis). A request that waits and whose client leaves gives its turn back. With
+//! `limits_redis` ([`shared`]) each decision is made in Redis, so a limit holds for all replicas
+//! together; while Redis is away, the same limits are counted here alone.
 
 pub mod gcra;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +21,7 @@ use crate::config::Rate;
 use crate::error::{ErrorKind, ProxyError};
 use crate::metrics::Metrics;
 use gcra::{Params, Verdict};
+use shared::Shared;
 
 /// Most accounts whose `account_rate` state is kept; beyond it, idle ones are forgotten.
 const MAX_ACCOUNTS: usize = 10_000;
@@ -62,6 +66,8 @@ pub struct Limits {
     /// Each account's limit under `account_rate`.
     accounts: Mutex<HashMap<AccountId, Arc<Limit>>>,
     metrics: Arc<Metrics>,
+    /// `limits_redis`: decisions made in Redis while it answers.
+    shared: Option<Arc<Shared>>,
 }
 
 impl fmt::Debug for Limits {
@@ -90,13 +96,39 @@ impl Limits {
             account_wait,
             accounts: Mutex::new(HashMap::new()),
             metrics,
+            shared: None,
         }
+    }
+
+    /// Decide in Redis through `shared` while it answers (`limits_redis`).
+    pub fn with_shared(mut self, shared: Arc<Shared>) -> Limits {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Decide a request under `limit`: in Redis (under the key `key` makes) while it answers,
+    /// else here. An admitted request has its turn reserved where it was decided; the key is
+    /// returned when that was Redis.
+    async fn reserve(
+        &self,
+        limit: &Limit,
+        key: impl FnOnce() -> String,
+        max_wait: Duration,
+    ) -> (Verdict, Option<String>) {
+        if let Some(shared) = self.shared.as_ref().filter(|s| s.is_up()) {
+            let key = key();
+            if let Some(verdict) = shared.reserve(&key, limit.params, max_wait).await {
+                return (verdict, Some(key));
+            }
+        }
+        (limit.reserve(max_wait), None)
     }
 
     /// The client-rate stage: 429 `client_rate_limited` with `Retry-After` when `client` is
     /// over its `rate` (`limit`).
     pub async fn client(&self, client: &str, limit: &Limit) -> Result<(), ProxyError> {
-        match limit.reserve(Duration::ZERO) {
+        let key = || shared::key("client", client);
+        match self.reserve(limit, key, Duration::ZERO).await.0 {
             Verdict::Admit(_) => Ok(()),
             Verdict::Refuse(after) => {
                 self.metrics.rate_limited("client", Some(client));
@@ -125,17 +157,24 @@ impl Limits {
             return Ok(());
         };
         let limit = self.account_limit(account, rate);
-        match limit.reserve(self.account_wait) {
-            Verdict::Admit(wait) => {
+        let key = || shared::key("account", &account.get().to_string());
+        match self.reserve(&limit, key, self.account_wait).await {
+            (Verdict::Admit(wait), key) => {
                 self.metrics.rate_limit_wait.observe(wait.as_secs_f64());
                 if !wait.is_zero() {
-                    let turn = Turn(Some(&limit));
+                    let turn = Turn {
+                        limit: &limit,
+                        taken: Some(match (key, &self.shared) {
+                            (Some(key), Some(shared)) => Taken::Shared(key, shared.clone()),
+                            _ => Taken::Local,
+                        }),
+                    };
                     tokio::time::sleep(wait).await;
                     turn.keep();
                 }
                 Ok(())
             }
-            Verdict::Refuse(after) => {
+            (Verdict::Refuse(after), _) => {
                 self.metrics.rate_limited("account", client);
                 let secs = retry_after(after.saturating_sub(self.account_wait));
                 Err(ProxyError::new(
@@ -167,20 +206,33 @@ impl Limits {
 }
 
 /// A turn taken while its request waits: given back if the request is dropped first (its
-/// client left).
-struct Turn<'a>(Option<&'a Limit>);
+/// client left), where it was taken.
+struct Turn<'a> {
+    limit: &'a Limit,
+    taken: Option<Taken>,
+}
+
+/// Where a turn was reserved.
+enum Taken {
+    /// In this process.
+    Local,
+    /// In Redis, under this key.
+    Shared(String, Arc<Shared>),
+}
 
 impl Turn<'_> {
     /// The request went: the turn is used.
     fn keep(mut self) {
-        self.0 = None;
+        self.taken = None;
     }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        if let Some(limit) = self.0 {
-            limit.local.release(limit.params);
+        match self.taken.take() {
+            None => {}
+            Some(Taken::Local) => self.limit.local.release(self.limit.params),
+            Some(Taken::Shared(key, shared)) => shared.give_back(key, self.limit.params),
         }
     }
 }

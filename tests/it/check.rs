@@ -282,6 +282,9 @@ fn check_names_a_directory_given_as_credentials() {
 fn check_summarises_every_setting_with_its_origin_and_no_redis_password() {
     let dir = tempfile::tempdir().unwrap();
     let creds = Creds::write(dir.path(), "credentials.json", 11);
+    // A Redis of the test's own, so check's PING answers.
+    let redis = crate::support::redis::Redis::start(Some("s3cret-redis-pw"));
+    let url = format!("redis://:s3cret-redis-pw@127.0.0.1:{}/2", redis.port);
     let (code, out, err) = run(
         &[
             "check",
@@ -290,15 +293,16 @@ fn check_summarises_every_setting_with_its_origin_and_no_redis_password() {
             "--token-ttl",
             "600",
         ],
-        &[(
-            "VOXPROXY_LIMITS_REDIS",
-            "redis://voxproxy:s3cret-redis-pw@127.0.0.1:6379/2",
-        )],
+        &[("VOXPROXY_LIMITS_REDIS", &url)],
     );
     assert_eq!(code, 0, "{out}{err}");
+    let summary = format!(
+        "  limits_redis: redis://:***@127.0.0.1:{}/2 (from environment VOXPROXY_LIMITS_REDIS)",
+        redis.port
+    );
     for line in [
         "  token_ttl: 600 (from flag --token-ttl)",
-        "  limits_redis: redis://voxproxy:***@127.0.0.1:6379/2 (from environment VOXPROXY_LIMITS_REDIS)",
+        summary.as_str(),
         "  listen: 127.0.0.1:8080 (default)",
         "  max_body_bytes: 64MiB (default)",
     ] {

@@ -1,14 +1,18 @@
 //! The monitoring artefacts match the binary: every metric name the Grafana dashboard and the
 //! Prometheus rules use is one a real `/metrics` scrape exposes, with samples.
+//! `voxproxy_limits_shared` exists only with `limits_redis`: the rig names a Redis on a port
+//! nobody listens on, so the gauge is there and reads 0.
 
 use std::path::Path;
 
 use crate::support::Rig;
 use crate::support::http::get;
+use crate::support::redis::free_port;
 
 #[tokio::test]
 async fn dashboard_and_alert_metric_names_exist_in_a_real_scrape() {
-    let rig = Rig::start(&[]).await;
+    let redis = format!("redis://127.0.0.1:{}", free_port());
+    let rig = Rig::start(&["--limits-redis", &redis]).await;
     let addr = rig.proxy.addr();
     assert_eq!(get(addr, "/platform_api/GetUsers/").await.status, 200);
     assert_eq!(get(addr, "/nope").await.status, 404);

@@ -16,6 +16,7 @@ mod gateway;
 mod interop;
 mod layers;
 mod lifecycle;
+mod limits;
 mod messages;
 mod observability;
 mod probe;

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod http;
 pub mod process;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 

@@ -59,6 +59,8 @@ pub struct Recorded {
     pub body: Vec<u8>,
     /// The JWT check: the token, or why it failed.
     pub jwt: Result<Jwt, String>,
+    /// When its head arrived (what a limit's bound is about: when requests reach the API).
+    pub at: std::time::Instant,
 }
 
 /// Voximplant errors to answer, by key id: (code, msg).
@@ -261,6 +263,7 @@ async fn handle(
     keys: Arc<Mutex<HashMap<String, jsonwebtoken::DecodingKey>>>,
     errors: Errors,
 ) -> Result<Response<BoxBody<Bytes, BoxError>>, Infallible> {
+    let at = std::time::Instant::now();
     let (mut parts, body) = req.into_parts();
     // Over HTTP/2 the authority travels as :authority; record it as Host either way.
     if let (None, Some(authority)) = (parts.headers.get("host"), parts.uri.authority()) {
@@ -292,6 +295,7 @@ async fn handle(
         headers: parts.headers.clone(),
         body,
         jwt: jwt.clone(),
+        at,
     });
     let jwt = match jwt {
         Ok(j) => j,
