@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::Rig;
 use crate::support::certs::Creds;
-use crate::support::http::{body, get, send};
+use crate::support::http::{body, get, send, send_over};
 use crate::support::process::Voxproxy;
 
 #[tokio::test]
@@ -141,22 +141,15 @@ async fn unix_socket_listener() {
         std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
         0o660
     );
-    let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
+    let get_users = || async {
+        let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        let req = Request::get("/platform_api/GetUsers/")
+            .header("host", "x")
+            .body(body(""))
             .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("/platform_api/GetUsers/")
-                .header("host", "x")
-                .body(body(""))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+        send_over(stream, req).await.unwrap().status
+    };
+    assert_eq!(get_users().await, 200);
     assert_eq!(upstream.last().jwt.unwrap().iss, 5);
     // A second instance on the same path does not take the live socket over: exit 1 naming
     // listen, and the first still answers.
@@ -176,22 +169,7 @@ async fn unix_socket_listener() {
         "{}",
         second.2
     );
-    let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let again = sender
-        .send_request(
-            Request::get("/platform_api/GetUsers/")
-                .header("host", "x")
-                .body(body(""))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200, "the first instance still serves");
+    assert_eq!(get_users().await, 200, "the first instance still serves");
     proxy.signal(Signal::SIGTERM);
     let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
         .await
