@@ -18,20 +18,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use compact_str::CompactString;
 use http::request::Parts;
 use http::{Request, Response, Version, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
-use crate::account::{self, Requester};
+use crate::account::{self, AccountId, Requester};
 use crate::body::{Body, BoxError};
 use crate::credentials::CredentialSet;
 use crate::error::{ErrorKind, ProxyError, error_response};
-use crate::gateway::{Gateway, policy};
+use crate::gateway::{Gateway, Identity, policy};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::token::TokenCache;
+use crate::token::{Token, TokenCache};
 use crate::{admin, headers, target};
 use access::{Record, Tracked};
 pub use conn::{Activity, ConnInfo, Peer};
@@ -123,57 +124,79 @@ impl Proxy {
         listener_forwards(conn, parts)?;
         seen.framing(parts.version).map_err(bad_request)?;
         let target = target::check(parts, &self.forwarder.upstream)?;
-        record.api_method = match &target.method {
-            Some(m) => Some(m.as_ref().into()),
-            None => parts
-                .uri
-                .query()
-                .and_then(target::cmd_from_query)
-                .map(Into::into),
-        };
-        let identity = match &self.gateway {
-            Some(gw) => Some(gw.admit(parts, conn.peer_cert.as_deref(), &self.metrics)?),
-            None => None,
-        };
-        record.client = identity.as_ref().map(|id| id.client.name.clone());
+        record.api_method = method_named(&target, parts);
+        let identity = self.admit(parts, conn, record)?;
         let who = identity
             .as_ref()
-            .map_or(Requester::ANONYMOUS, |id| id.requester());
+            .map_or(Requester::ANONYMOUS, Identity::requester);
         let fallback = self.credentials.load().default_account();
         let account = self
             .accounts
-            .choose(target.prefix_account, &parts.headers, who, fallback)?;
+            .choose_seen(target.prefix_account, seen, who, fallback)?;
         record.account = Some(account);
         self.accounts.check_allowed(account)?;
         let api_start = target.api_start;
         if let Some(id) = &identity {
+            let path_method = target.method.as_deref();
             let found = policy::authorize(
                 id,
                 account,
                 fallback,
-                target.method.as_deref(),
+                path_method,
                 parts,
                 body,
                 &self.metrics,
-            )
-            .await?;
-            record.api_method = record.api_method.take().or(found.map(Into::into));
+            );
+            record.api_method = record.api_method.take().or(found.await?.map(Into::into));
             if let Some(limit) = id.client.limit() {
                 self.limits.client(&id.client.name, limit).await?;
             }
         }
         let client = identity.as_ref().map(|id| &*id.client.name);
         self.limits.account(account, client).await?;
-        let token = self.tokens.get(account).await.map_err(|e| {
+        let token = self.token(account).await?;
+        self.forwarder
+            .send(parts, body, api_start, &token, record, &self.metrics)
+            .await
+    }
+
+    /// Gateway mode: who the client is (401 when nobody), noted in the record.
+    fn admit(
+        &self,
+        parts: &Parts,
+        conn: &ConnInfo,
+        record: &mut Record,
+    ) -> Result<Option<Identity>, ProxyError> {
+        let Some(gw) = &self.gateway else {
+            return Ok(None);
+        };
+        let id = gw.admit(parts, conn.peer_cert.as_deref(), &self.metrics)?;
+        record.client = Some(id.client.name.clone());
+        Ok(Some(id))
+    }
+
+    /// The account's token from the cache (a signature only for a cold or expired one).
+    async fn token(&self, account: AccountId) -> Result<Arc<Token>, ProxyError> {
+        self.tokens.get(account).await.map_err(|e| {
             ProxyError::new(
                 ErrorKind::TokenUnavailable,
                 format!("no valid token can be minted for account {account}; check the credentials and the logs"),
             )
             .with_source(e)
-        })?;
-        self.forwarder
-            .send(parts, body, api_start, &token, record, &self.metrics)
-            .await
+        })
+    }
+}
+
+/// The API method a target names: in its path, else in its query's `cmd` (a body's `cmd` is
+/// read only when a gateway client's method rules need it).
+fn method_named(target: &target::ApiTarget<'_>, parts: &Parts) -> Option<CompactString> {
+    match &target.method {
+        Some(m) => Some(m.as_ref().into()),
+        None => parts
+            .uri
+            .query()
+            .and_then(target::cmd_from_query)
+            .map(Into::into),
     }
 }
 
