@@ -408,6 +408,16 @@ async fn redis_away_fails_no_request_and_sharing_comes_back() {
     let fleet = Fleet::new(Some(&clients_toml("1000/s"))).await;
     let v = fleet.replica(&["--limits-redis", &url, "--account-rate", "1000/s"]);
     wait_gauge(&v, "1", Duration::from_secs(5)).await;
+    // The same load with Redis healthy: what this (busy, shared) machine adds to any request,
+    // so the bounds below measure what Redis going away adds, not the machine's noise.
+    let control = under_load(&v, async || {}).await;
+    let control_slowest = control.iter().map(|s| s.took).max().unwrap();
+    let control_over_50 = control
+        .iter()
+        .filter(|s| s.took > Duration::from_millis(50))
+        .count();
+    let bound = control_slowest.max(Duration::from_millis(100)) + Duration::from_millis(50);
+    eprintln!("control: slowest {control_slowest:?}, {control_over_50} over 50 ms");
 
     // Killed mid-load: the connection breaks, the replica counts alone at once.
     let shots = under_load(&v, async || {
@@ -428,8 +438,9 @@ async fn redis_away_fails_no_request_and_sharing_comes_back() {
         [&200],
         "no request failed"
     );
-    // A broken connection is noticed at once; the margin is the busy shared machine's.
-    assert!(slowest < Duration::from_millis(50 + 100), "{slowest:?}");
+    // A broken connection is noticed at once: no request takes longer than the machine's own
+    // slowest plus Redis's 50 ms.
+    assert!(slowest < bound, "{slowest:?} (bound {bound:?})");
     assert_eq!(count_logged(&v, OUTAGE), 1, "one warning\n{}", v.logs());
     assert_eq!(count_logged(&v, RESUMED), 1, "{}", v.logs());
 
@@ -459,11 +470,11 @@ async fn redis_away_fails_no_request_and_sharing_comes_back() {
         [&200],
         "no request failed"
     );
-    // 50 ms for Redis plus what a busy shared machine adds to any request.
-    assert!(slowest < Duration::from_millis(50 + 100), "{slowest:?}");
+    // 50 ms for Redis plus what this machine adds to any request.
+    assert!(slowest < bound, "{slowest:?} (bound {bound:?})");
     assert!(
-        over_50 <= 5,
-        "only requests in flight at the freeze waited: {over_50}"
+        over_50 <= 5 + control_over_50,
+        "only requests in flight at the freeze waited: {over_50} (control {control_over_50})"
     );
     assert_eq!(
         count_logged(&v, OUTAGE),
