@@ -93,7 +93,12 @@ impl Proxy {
             let resp = admin::answer(&parts, self.ready(), &self.metrics);
             return Ok(record.respond(resp));
         }
-        let mut body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+        // An empty body (every GET) needs no box: `body::empty()` is zero-sized.
+        let mut body: Body = if http_body::Body::is_end_stream(&body) {
+            crate::body::empty()
+        } else {
+            body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
+        };
         let span = record.span.clone();
         let outcome = self
             .stages(&mut parts, &seen, &mut body, &conn, &mut record)
