@@ -277,20 +277,22 @@ def cmd_hold(args):
 
 # --- nonread: clients that ask for a large response and read nothing ------------------------------
 def tcp_table():
-    """(local_port, remote_port) -> (inode, rx_queue) over /proc/net/tcp and tcp6."""
+    """(local_port, remote_port) -> (inode, rx_queue) over /proc/net/tcp and tcp6. The kernel
+    makes the text a page per read as it goes, so an entry that moves between two reads can be
+    missed: callers take an absence for real only when it lasts."""
     out = {}
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
-                next(f)
-                for line in f:
-                    p = line.split()
-                    local = int(p[1].rsplit(":", 1)[1], 16)
-                    remote = int(p[2].rsplit(":", 1)[1], 16)
-                    rx = int(p[4].split(":")[1], 16)
-                    out[(local, remote)] = (int(p[9]), rx)
+                text = f.read()
         except OSError:
-            pass
+            continue
+        for line in text.splitlines()[1:]:
+            p = line.split()
+            local = int(p[1].rsplit(":", 1)[1], 16)
+            remote = int(p[2].rsplit(":", 1)[1], 16)
+            rx = int(p[4].split(":")[1], 16)
+            out[(local, remote)] = (int(p[9]), rx)
     return out
 
 
@@ -308,7 +310,7 @@ def cmd_nonread(args):
         sock.connect(addr)
         sock.sendall(request)
         socks.append((sock, sock.getsockname()[1], time.monotonic()))
-    released = {}
+    released, missing = {}, {}
     peak_unread = 0
     if args.ready_file:
         open(args.ready_file, "w").close()
@@ -325,7 +327,11 @@ def cmd_nonread(args):
             # it any more, the kernel is only flushing it).
             theirs = table.get((addr[1], port))
             if theirs is None or theirs[0] == 0:
-                released[port] = time.monotonic() - sent
+                first = missing.setdefault(port, time.monotonic())
+                if time.monotonic() - first >= 0.25:
+                    released[port] = first - sent
+            else:
+                missing.pop(port, None)
         peak_unread = max(peak_unread, unread)
         time.sleep(0.1)
     for sock, _, _ in socks:
