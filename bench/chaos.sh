@@ -194,14 +194,14 @@ scenario_slowloris() {
 # inbound TLS after the handshake. Each must close at client_idle_timeout, and the descriptors
 # come back to what the idle proxy held.
 scenario_silent() {
-    local d=$WORK/silent plain_pid plain_admin tls_pid tls_admin p1 p2 n=$SILENT_CONNS
+    local d=$WORK/silent plain_pid tls_pid p1 p2 n=$SILENT_CONNS
     mkdir -p "$d"
     start_vox silent "$UP_H2_PORT" warn --client-idle-timeout "$IDLE"
-    plain_pid=$VOX_PID plain_admin=$ADMIN_PORT
+    plain_pid=$VOX_PID
     local plain_port=$VOX_PORT
     start_vox silent-tls "$UP_H2_PORT" warn --client-idle-timeout "$IDLE" \
         --tls-cert "$WORK/tls/cert.pem" --tls-key "$WORK/tls/key.pem"
-    tls_pid=$VOX_PID tls_admin=$ADMIN_PORT
+    tls_pid=$VOX_PID
     "${CHAOS[@]}" snapshot --pid "$plain_pid" >"$d/fds_before.json"
     "${CHAOS[@]}" snapshot --pid "$tls_pid" >"$d/fds_before_tls.json"
     spawn "$d/plain.json" all "${CHAOS[@]}" hold --addr "127.0.0.1:$plain_port" \
@@ -222,7 +222,6 @@ scenario_silent() {
         fds_after_tls="$d/fds_after_tls.json" --timeout "$IDLE" --slack 1
     stop "$plain_pid"
     stop "$tls_pid"
-    : "$plain_admin" "$tls_admin"
 }
 
 # --- 3. nonreading -----------------------------------------------------------------------------
@@ -234,7 +233,12 @@ scenario_nonreading() {
     mkdir -p "$d"
     start_vox nonreading "$UP_H2_PORT" "warn,voxproxy::access=info" --client-idle-timeout "$NR_IDLE"
     local url="http://127.0.0.1:$VOX_PORT$GET_PATH"
-    curl -s -o /dev/null "http://127.0.0.1:$VOX_PORT/platform_api/GetBigFile"
+    local size
+    size=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$VOX_PORT/platform_api/GetBigFile")
+    [[ $size == $((4 << 20)) ]] || {
+        echo "GetBigFile through voxproxy gave $size bytes, not 4 MiB" >&2
+        return 1
+    }
     "${CHAOS[@]}" load --url "$url" --duration 1 >/dev/null
     "${CHAOS[@]}" load --url "$url" --duration "$MEASURE" >"$d/base.json"
     spawn "$d/nonread.json" all "${CHAOS[@]}" nonread --addr "127.0.0.1:$VOX_PORT" \
