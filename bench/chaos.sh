@@ -19,6 +19,7 @@
 #   CHAOS_NONREADERS      clients that never read a 4 MiB answer [10]
 #   CHAOS_NONREADING_IDLE client_idle_timeout of nonreading, s: longer than a measured window,
 #                         so the non-readers are still held while the normal client measures [20]
+#   CHAOS_NONREADING_UPSTREAM  h2, or h1: the upstream's HTTP/1.1-only port, for comparison [h2]
 #   CHAOS_FLAP_CYCLES     upstream stops and starts [6]; CHAOS_FLAP_UP, CHAOS_FLAP_DOWN s [4, 2]
 #   CHAOS_HUPS            SIGHUPs, one a second [30]
 #   CHAOS_CP_EDITS        `cp` edits of the clients file [40]; CHAOS_CP_INTERVAL s between [1]
@@ -84,7 +85,7 @@ OUT=${CHAOS_OUT:-}
 KEY=vxp_chaoschaoschaoschaoschaoschaoschaoschaos
 
 if [[ ${BENCH_SKIP_INSTALL:-0} != 1 ]]; then
-    install_tools wrk nginx curl openssl python3 pgrep prlimit
+    install_tools wrk nginx curl openssl python3 jq pgrep prlimit
 fi
 VOXPROXY_SRC=${CHAOS_VOXPROXY:-${BENCH_VOXPROXY:-}}
 if [[ -z $VOXPROXY_SRC ]]; then
@@ -231,7 +232,9 @@ scenario_silent() {
 scenario_nonreading() {
     local d=$WORK/nonreading pid i a b
     mkdir -p "$d"
-    start_vox nonreading "$UP_H2_PORT" "warn,voxproxy::access=info" --client-idle-timeout "$NR_IDLE"
+    local up=$UP_H2_PORT
+    [[ ${CHAOS_NONREADING_UPSTREAM:-h2} == h1 ]] && up=$UP_H1_PORT
+    start_vox nonreading "$up" "warn,voxproxy::access=info" --client-idle-timeout "$NR_IDLE"
     local url="http://127.0.0.1:$VOX_PORT$GET_PATH"
     local size
     size=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$VOX_PORT/platform_api/GetBigFile")
@@ -241,6 +244,7 @@ scenario_nonreading() {
     }
     "${CHAOS[@]}" load --url "$url" --duration 1 >/dev/null
     "${CHAOS[@]}" load --url "$url" --duration "$MEASURE" >"$d/base.json"
+    "${CHAOS[@]}" snapshot --pid "$VOX_PID" >"$d/rss_before.json"
     spawn "$d/nonread.json" all "${CHAOS[@]}" nonread --addr "127.0.0.1:$VOX_PORT" \
         --path /platform_api/GetBigFile --count "$NONREADERS" --ready-file "$d/ready" \
         --max-wait $((NR_IDLE * 2 + 30))
@@ -251,18 +255,19 @@ scenario_nonreading() {
     done
     sleep 1 # the buffers on the way fill up; from then on nothing moves
     a=$(metric voxproxy_requests_in_flight)
+    "${CHAOS[@]}" snapshot --pid "$VOX_PID" >"$d/rss_during.json"
     "${CHAOS[@]}" load --url "$url" --duration "$MEASURE" >"$d/during.json"
     b=$(metric voxproxy_requests_in_flight)
     wait "$pid"
     forget "$pid"
     sleep 1
     "${CHAOS[@]}" load --url "$url" --duration "$MEASURE" >"$d/after.json"
-    printf '{"in_flight_during": %s, "in_flight_after": %s, "aborted_lines": %s}\n' \
+    printf '{"in_flight_during": %s, "in_flight_after": %s, "aborted_lines": %s, "rss_before": %s, "rss_during": %s}\n' \
         "$((a < b ? a : b))" "$(metric voxproxy_requests_in_flight)" \
-        "$(grep -c '"aborted":true' "$VOX_LOG" || true)" >"$d/metrics.json"
+        "$(grep -c '"aborted":true' "$VOX_LOG" || true)" "$(jq .rss_kib "$d/rss_before.json")" \
+        "$(jq .rss_kib "$d/rss_during.json")" >"$d/metrics.json"
     report nonreading base="$d/base.json" during="$d/during.json" after="$d/after.json" \
-        nonread="$d/nonread.json" metrics="$d/metrics.json" --timeout "$NR_IDLE" \
-        --cut-by $((NR_IDLE * 2 + 5)) --bound 2
+        nonread="$d/nonread.json" metrics="$d/metrics.json" --timeout "$NR_IDLE" --bound 2
     stop "$VOX_PID"
 }
 
@@ -404,8 +409,8 @@ scenario_burst() {
 # --- 7. soak -----------------------------------------------------------------------------------
 # CHAOS_SOAK_SECONDS of wrk at CHAOS_SOAK_CONNS connections, one request in ten a 64 KiB POST
 # (it goes over the HTTP/1.1 upstream pool), sampling RSS, descriptors and threads every
-# CHAOS_SOAK_EVERY s. Bound: 0 errors, descriptors back to before, RSS within 2x of its first
-# warmed sample.
+# CHAOS_SOAK_EVERY s. Bound: 0 errors, no client connection held after the load, RSS within 2x
+# of its first warmed sample.
 scenario_soak() {
     local d=$WORK/soak pid
     mkdir -p "$d"
@@ -440,7 +445,7 @@ EOF
     wait "$pid" || true
     forget "$pid"
     sleep 5
-    "${CHAOS[@]}" snapshot --pid "$VOX_PID" >"$d/after.json"
+    "${CHAOS[@]}" snapshot --pid "$VOX_PID" --port "$VOX_PORT" >"$d/after.json"
     wrk_json "$d/wrk.txt" >"$d/wrk.json"
     report soak samples="$d/samples.jsonl" wrk="$d/wrk.json" before="$d/before.json" \
         after="$d/after.json" --bound 2
