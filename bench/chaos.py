@@ -648,19 +648,78 @@ def cmd_report(args):
     sys.exit(0 if v.emit(args.out) else 1)
 
 
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def headline(name, f):
+    """One sentence of a scenario's figures, and its bound, for the README's table."""
+    if name == "slowloris":
+        return (f"{f['closed']}/{f['conns']} slow connections closed {f['close_s_min']}–{f['close_s_max']} s "
+                f"after opening; normal client p99 {f['unloaded_p99_ms']} → {f['during_p99_ms']} ms "
+                f"({f['p99_ratio']}×), {f['normal_failed']} failed of {f['normal_requests']}",
+                "closed within timeout + 1 s; 0 failed; p99 ≤ 2× unloaded")
+    if name == "silent":
+        kinds = [k[:-7] for k in f if k.endswith("_closed")]
+        closed = sum(int(f[f"{k}_closed"].split("/")[0]) for k in kinds)
+        asked = sum(int(f[f"{k}_closed"].split("/")[1]) for k in kinds)
+        lo = min(float(f[f"{k}_close_s"].split("-")[0]) for k in kinds)
+        hi = max(float(f[f"{k}_close_s"].split("-")[1]) for k in kinds)
+        return (f"{closed}/{asked} silent connections ({len(kinds)} kinds, plain and TLS) closed "
+                f"{lo}–{hi} s after opening; descriptors {f['fds_plain']} (plain), {f['fds_tls']} (TLS)",
+                "closed between timeout − 0.5 s and timeout + 1 s; descriptors back")
+    if name == "nonreading":
+        before, during = (int(x) for x in f["rss_kib"].split("->"))
+        return (f"normal client p99 {f['unloaded_p99_ms']} → {f['during_p99_ms']} ms ({f['p99_ratio']}×) "
+                f"with {f['non_readers']} non-readers held (in flight {f['in_flight_during']}); "
+                f"they were cut {f['cut_s'].replace('-', '–')} s after their request (bytes last moved "
+                f"at {f['last_move_s']} s); RSS {mib(before)} → {mib(during)} while held",
+                "p99 ≤ 2× unloaded, 0 failed; all cut, none before the timeout; in flight 0 after")
+    if name == "flap":
+        rec = f["recovery_s"]
+        return (f"{f['cycles']} stops and starts: 200 again {min(rec)}–{max(rec)} s after each start; "
+                f"{f['non_2xx'].get('502', 0):,} × 502 while down ({', '.join(f'{k} {v:,}' for k, v in f['errors_by_kind'].items())}), "
+                f"{f['failed_while_up']} failed while up, of {f['requests']:,}; in flight {f['in_flight_after']} after",
+                "back within 2 s; 0 failed while up; only 502 while down; in flight 0")
+    if name == "reload":
+        return (f"{f['hup_failed'] + f['cp_failed']} failed of {f['hup_requests'] + f['cp_requests']:,} "
+                f"requests through {f['sighups']} SIGHUPs ({f['sighup_reloads']} reloads) and "
+                f"{f['cp_edits']} `cp` edits ({f['file_reloads']} reloads), {f['reload_failures']} refused",
+                "0 failed requests (no 401, no 5xx); the reloads happened")
+    if name == "burst":
+        later = ", ".join(f"{mib(a)}" for _, a in f["later_bursts"])
+        return (f"RSS {mib(f['baseline_kib'])} idle → {mib(f['peak_kib'])} with {f['conns']:,} connections "
+                f"({f['kib_per_conn']} KiB each) → {mib(f['after_kib'])} 15 s after they close "
+                f"({f['after_ratio']}×); after bursts 2 and 3: {later}; descriptors {f['fds']}",
+                "after close ≤ 2× the idle baseline, every burst")
+    if name == "soak":
+        return (f"{f['seconds']} s, {f['requests']:,} requests ({f['req_per_s']:,}/s), p99 {f['p99_ms']} ms, "
+                f"{f['non_2xx']} non-2xx, {f['socket_errors']} socket errors; RSS KiB {f['rss_kib']}; "
+                f"descriptors {f['fds']}; threads {f['threads']}",
+                "0 errors; no client connection held after; RSS ≤ 2× its first warmed sample")
+    return (", ".join(f"{k} {v}" for k, v in f.items()), "")
+
+
 def cmd_table(args):
-    """The markdown table of a results file (one JSON line per scenario)."""
+    """The README's table of a results file (one JSON line per scenario), then every figure."""
     rows = read_lines(args.results)
-    print("| scenario | result | figures |")
-    print("|---|---|---|")
+    print("| scenario | figures | bound | result |")
+    print("|---|---|---|---|")
     for r in rows:
-        figs = "; ".join(f"{k} {json.dumps(v) if isinstance(v, (dict, list)) else v}"
-                         for k, v in r["figures"].items())
-        print(f"| {r['scenario']} | {'PASS' if r['pass'] else '**FAIL**'} | {figs} |")
+        try:
+            text, bound = headline(r["scenario"], r["figures"])
+        except (KeyError, ValueError, TypeError, IndexError):
+            text, bound = "; ".join(f"{k} {v}" for k, v in r["figures"].items()), ""
+        print(f"| {r['scenario']} | {text} | {bound} | {'PASS' if r['pass'] else '**FAIL**'} |")
     for r in rows:
         for c in r["checks"]:
             if not c["ok"] or c.get("note"):
                 print(f"\n{r['scenario']} {'note' if c['ok'] else 'failed'}: {c['what']}")
+    print("\nEvery figure, as the scenarios printed them:\n")
+    for r in rows:
+        figs = " ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
+                        for k, v in r["figures"].items())
+        print(f"    {r['scenario']}: {figs}")
 
 
 def main():
