@@ -467,7 +467,7 @@ if [[ -n $OUT ]]; then
     log "verdicts in $OUT"
 fi
 if [[ $WRITE_README == 1 ]]; then
-    python3 - "$ROOT/bench/README.md" "$STARTED" "$(voxproxy_rev "$VOXPROXY_SRC")" \
+    python3 - "$ROOT/bench/README.md" "$STARTED" "$("$VOXPROXY" --version)" \
         "$(sha256sum "$VOXPROXY" | cut -c1-16)" "$(nproc)" \
         "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$(nginx_version)" \
         "$SOAK_SECONDS" "$TABLE" <<'EOF'
@@ -475,7 +475,7 @@ import sys
 readme, started, rev, sha, cores, cpu, nginx, soak, table = sys.argv[1:]
 text = open(readme).read()
 begin, end = "<!-- chaos:begin -->", "<!-- chaos:end -->"
-body = (f"Run {started} on {cpu} ({cores} cores), voxproxy built from {rev} (binary sha256 {sha}), "
+body = (f"Run {started} on {cpu} ({cores} cores), {rev} (binary sha256 {sha}), "
         f"nginx {nginx}, soak {soak} s: `bash bench/chaos.sh all`.\n\n{table}\n")
 head, _, rest = text.partition(begin)
 _, _, tail = rest.partition(end)
