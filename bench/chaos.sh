@@ -2,7 +2,7 @@
 # Chaos and soak: the hostile and broken peers of the contract ("Hostile and broken peers",
 # "Signals", `client_idle_timeout`) reproduced against a release voxproxy on 127.0.0.1, each
 # scenario ending in a figure line and PASS or FAIL against its bound. Not for CI: it takes
-# about 15 minutes with the soak and loads both cores. What each scenario does and the latest
+# about 16 minutes with the soak and loads both cores. What each scenario does and the latest
 # figures are in bench/README.md ("Chaos and soak").
 #
 #   bash bench/chaos.sh [all|slowloris|silent|nonreading|flap|reload|burst|soak]...
