@@ -26,6 +26,8 @@ import threading
 import time
 import urllib.parse
 
+# Import the other bench scripts without leaving a __pycache__ in the tree.
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from idle_conns import fds, rss, tree  # noqa: E402 - the same /proc readings as the idle bench
 from load import Reader, build_request  # noqa: E402 - the same HTTP/1.1 client as load.py
