@@ -179,16 +179,17 @@ EOF
 # The body every upstream answers with: GetAccountInfo's shape, about the size of the real one.
 UPSTREAM_JSON='{"result":{"account_id":1,"account_name":"bench","account_email":"bench@example.com","active":true,"frozen":false,"balance":100.5,"currency":"USD","language_code":"en","location":"Etc/GMT","created":"2024-01-01 00:00:00"},"api_address":"api.voximplant.com"}'
 
-# nginx_upstream_conf DIR PORT_H1 PORT_H2 STATUS_PORT [MASTER]: an nginx playing the Voximplant API. One
+# nginx_upstream_conf DIR PORT_H1 PORT_H2 STATUS_PORT [MASTER] [EXTRA]: an nginx playing the Voximplant API. One
 # worker, TLS on 127.0.0.1: PORT_H1 offers only http/1.1, PORT_H2 offers h2 and http/1.1 by
 # ALPN. `/platform_api/...` without Authorization gets 401, with it a small JSON body from
 # `return 200`, which reads the request body to its end and drops it (nginx's
 # ngx_http_discard_request_body: the connection stays in keep-alive, the next request is parsed
 # after the body). Keep-alive for as long as the bench runs. MASTER=off: a single process in the
 # foreground (for valgrind). STATUS_PORT serves stub_status in plain HTTP: its `accepts` counts
-# the connections the proxies open to the upstream.
+# the connections the proxies open to the upstream. EXTRA: more nginx directives for both TLS
+# servers, placed before the API's locations (bench/chaos.sh: a large file to serve).
 nginx_upstream_conf() {
-    local dir=$1 p1=$2 p2=$3 status=$4 master=${5:-on} loc
+    local dir=$1 p1=$2 p2=$3 status=$4 master=${5:-on} extra=${6:-} loc
     mkdir -p "$dir"
     # nginx 1.25.1 moved `http2` from `listen` to its own directive; the bench supports both.
     local h2_listen="listen 127.0.0.1:$p2 ssl http2;" h2_directive=""
@@ -205,6 +206,8 @@ nginx_upstream_conf() {
         location / {
             return 404 '{\"error\":{\"code\":404,\"msg\":\"not found\"}}';
         }"
+    [[ -z $extra ]] || loc="$extra
+        $loc"
     cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
 master_process $master;
@@ -344,12 +347,13 @@ backend upstream
 EOF
 }
 
-# voxproxy_args LISTEN_PORT UPSTREAM_PORT: the arguments of `voxproxy serve` in every instrument.
+# voxproxy_args LISTEN_PORT UPSTREAM_PORT [LOG_LEVEL]: the arguments of `voxproxy serve` in every
+# instrument (LOG_LEVEL, an EnvFilter, defaults to warn).
 voxproxy_args() {
     # shellcheck disable=SC2034 # read by the caller
     VOX_ARGS=(serve --listen "127.0.0.1:$1" --upstream "https://127.0.0.1:$2"
         --upstream-ca "$WORK/ca.pem" --credentials "$WORK/credentials.json"
-        --workers 1 --log-level warn --log-format json)
+        --workers 1 --log-level "${3:-warn}" --log-format json)
 }
 
 # voxproxy_rev BINARY: what a voxproxy binary was built from, when it sits in a git worktree's
@@ -367,4 +371,34 @@ voxproxy_rev() {
         rev+="+local changes"
     fi
     echo "$rev"
+}
+
+# wrk_status_lua FILE: a wrk script whose done() prints one line `WRKJSON {...}`: requests,
+# duration, p50/p99, socket errors, and every status outside 200-299 counted by code (a response()
+# hook: wrk parses each response into Lua, which costs the load generator; for checks, not for
+# timed comparisons). Prepend request settings (method, body, headers) to the file as needed.
+wrk_status_lua() {
+    cat >"$1" <<'EOF'
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) statuses = {} end
+response = function(status, headers, body)
+  if status < 200 or status > 299 then statuses[status] = (statuses[status] or 0) + 1 end
+end
+done = function(summary, latency, requests)
+  local e, tally, n, parts = summary.errors, {}, 0, {}
+  for _, t in ipairs(threads) do
+    for code, count in pairs(t:get("statuses") or {}) do tally[code] = (tally[code] or 0) + count end
+  end
+  for code, count in pairs(tally) do
+    n = n + count
+    table.insert(parts, string.format('"%d":%d', code, count))
+  end
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"non_2xx":%d,"statuses":{%s},' ..
+    '"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, n,
+    table.concat(parts, ","), latency:percentile(50), latency:percentile(99), latency.max))
+end
+EOF
 }
