@@ -17,7 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::ListenAddr;
-use crate::proxy::{Activity, ConnInfo, Peer, Proxy};
+use crate::proxy::{Activity, ConnInfo, Peer, Proxy, Watched};
 use crate::tls::{Inbound, Io};
 
 /// Time a client gets to finish the TLS handshake.
@@ -314,10 +314,12 @@ impl Conns {
             service_fn(move |req| Box::pin(handler.clone().handle(req, for_requests.clone())));
         let conn = watcher.watch(
             self.builder
-                .serve_connection(TokioIo::new(io), service)
+                .serve_connection(TokioIo::new(Watched::new(io, info.clone())), service)
                 .into_owned(),
         );
+        // The connection first: whatever a wake-up lets it do counts before the idle check.
         tokio::select! {
+            biased;
             r = conn => if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended with an error");
             },

@@ -82,7 +82,7 @@ impl Record {
         if counted {
             metrics.in_flight.inc();
         }
-        conn.activity.touch();
+        conn.activity.request_begins();
         Record {
             metrics: metrics.clone(),
             gateway,
@@ -168,7 +168,7 @@ impl Record {
         if std::mem::replace(&mut self.written, true) {
             return;
         }
-        self.conn.activity.touch();
+        self.conn.activity.request_ends();
         let status = self.status.map_or(CLIENT_CLOSED, |s| s.as_u16());
         let elapsed = self.start.elapsed();
         if self.counted {
@@ -321,13 +321,10 @@ impl HttpBody for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.as_mut().project();
-        if let Some(r) = this.record.as_ref() {
-            if std::mem::take(this.waiting) {
-                r.conn.activity.upstream_wait_ends();
-            } else {
-                // The client took what it was given and asks for more.
-                r.conn.activity.touch();
-            }
+        if let Some(r) = this.record.as_ref()
+            && std::mem::take(this.waiting)
+        {
+            r.conn.activity.upstream_wait_ends();
         }
         let polled = this.inner.poll_frame(cx);
         let this = self.as_mut().project();

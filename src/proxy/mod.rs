@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::token::{Token, TokenCache};
 use crate::{admin, headers, target};
 use access::{Record, Tracked};
-pub use conn::{Activity, ConnInfo, Peer};
+pub use conn::{Activity, ConnInfo, Peer, Watched};
 use forward::{Forwarder, Stop};
 
 /// How much of a refused upload is read so the client sees the answer instead of a reset.
