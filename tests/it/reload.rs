@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{Rig, add_static_key_client};
 use crate::support::certs::{Creds, RsaKey};
 use crate::support::http::{get, sample};
 use crate::support::process::Voxproxy;
 use crate::support::upstream::Upstream;
+use crate::support::{Rig, add_static_key_client};
 
 /// Requests in a bounded loop from `workers` tasks until `stop` (or `max` requests); returns
 /// (ok, failed).

@@ -57,7 +57,8 @@ impl RawUpstream {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (acceptor, answer, heads) = (acceptor.clone(), answer.clone(), recorded.clone());
+                let (acceptor, answer, heads) =
+                    (acceptor.clone(), answer.clone(), recorded.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
