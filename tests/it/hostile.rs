@@ -182,7 +182,11 @@ async fn read_until_closed(io: &mut (impl AsyncRead + Unpin)) -> (u64, bool) {
 /// Whether request `id` has an access line yet (it ends when its response does).
 fn has_ended(proxy: &Voxproxy, id: &str) -> bool {
     let needle = format!("\"request_id\":\"{id}\"");
-    proxy.log.all().iter().any(|l| l.contains(&needle))
+    proxy
+        .log
+        .all()
+        .iter()
+        .any(|l| l.contains("\"voxproxy::access\"") && l.contains(&needle))
 }
 
 /// Ten clients ask for a large download over one shared HTTP/2 upstream connection and read
@@ -193,7 +197,8 @@ fn has_ended(proxy: &Voxproxy, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_read_nothing_slow_no_one_else_over_an_http2_upstream() {
     const SIZE: u64 = 8 << 20;
-    const IDLE: Duration = Duration::from_secs(4);
+    // client_idle_timeout here: how long, at least, the non-readers stay stuck.
+    const STUCK_FOR: Duration = Duration::from_secs(4);
     let rig = Rig::start(&["--client-idle-timeout", "4"]).await;
     let addr = rig.proxy.addr();
     // The control, with nobody stuck (the first request opens the shared upstream connection).
@@ -208,7 +213,7 @@ async fn clients_that_read_nothing_slow_no_one_else_over_an_http2_upstream() {
     // Their buffers fill; then a request is as fast as the control again.
     while p99(latencies(addr, 1).await) > bound {
         assert!(
-            started.elapsed() < IDLE.mul_f64(0.8),
+            started.elapsed() < STUCK_FOR.mul_f64(0.8),
             "no request as fast as {bound:?} while 10 clients read nothing"
         );
     }
@@ -238,7 +243,7 @@ async fn clients_that_read_nothing_slow_no_one_else_over_an_http2_upstream() {
         assert!(line["bytes_out"].as_u64().unwrap() < SIZE, "{line}");
         let took = line["duration_ms"].as_f64().unwrap();
         assert!(
-            took >= IDLE.as_millis() as f64 * 0.9,
+            took >= STUCK_FOR.as_millis() as f64 * 0.9,
             "cut too early: {line}"
         );
         let (read, closed) = read_until_closed(tcp).await;
