@@ -201,13 +201,14 @@ impl Voxproxy {
         }
     }
 
-    /// The access line of request `id`, parsed; waits for it up to 10 s (off the async runtime,
-    /// which may be serving the mock upstream meanwhile).
+    /// The access line of request `id`, parsed; waits for it up to 30 s (off the async runtime,
+    /// which may be serving the mock upstream meanwhile), long enough for a connection cut
+    /// after a few idle timeouts.
     pub async fn access_line(&self, id: &str) -> serde_json::Value {
         let log = self.log.clone();
         let needle = format!("\"request_id\":\"{id}\"");
         let line = tokio::task::spawn_blocking(move || {
-            log.wait_for(Duration::from_secs(10), |l| {
+            log.wait_for(Duration::from_secs(30), |l| {
                 l.contains("\"voxproxy::access\"") && l.contains(&needle)
             })
         })
