@@ -112,13 +112,17 @@ pub fn split_account_prefix(path: &str) -> Option<(Option<&str>, &str)> {
 }
 
 /// What in an API path could make the upstream see another path than voxproxy checked: a dot
-/// segment (spelled plainly or with `%2E`), or a percent-encoded `/` or `\` (which a decoding
-/// upstream turns into a separator). `None` when there is nothing.
+/// segment (spelled plainly or with `%2E`), a percent-encoded `/` or `\` (which a decoding
+/// upstream turns into a separator), or a plain `\` (which WHATWG URL parsers, and so many
+/// HTTP stacks, read as `/`). `None` when there is nothing.
 pub fn escape(api_path: &str) -> Option<&'static str> {
     let bytes = api_path.as_bytes();
-    // Most paths hold neither: nothing to look at.
-    if !bytes.iter().any(|b| *b == b'%' || *b == b'.') {
+    // Most paths hold none of these: nothing to look at.
+    if !bytes.iter().any(|b| matches!(b, b'%' | b'.' | b'\\')) {
         return None;
+    }
+    if bytes.contains(&b'\\') {
+        return Some("a `\\`");
     }
     let encoded_separator = bytes.windows(3).any(|w| {
         w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')
@@ -313,6 +317,8 @@ mod tests {
             "/platform_api/a%5Cb/",
             "/platform_api/.",
             "/accounts/5/platform_api/x/%2E/",
+            "/platform_api/GetAccountInfo\\..\\DelUser/",
+            "/platform_api/a\\b",
         ] {
             assert_eq!(kind("GET", bad), Err(ErrorKind::BadRequest), "{bad}");
         }

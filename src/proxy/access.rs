@@ -320,16 +320,20 @@ impl HttpBody for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = self.as_mut().project().inner.poll_frame(cx);
+        if polled.is_pending() {
+            // A wait that goes on keeps its deadline: hyper polls again on every wake-up (the
+            // deadline's own included), and re-arming then would never cut a stalled body.
+            return self.wait(cx);
+        }
         let this = self.as_mut().project();
         if let Some(r) = this.record.as_ref()
             && std::mem::take(this.waiting)
         {
             r.conn.activity.upstream_wait_ends();
         }
-        let polled = this.inner.poll_frame(cx);
-        let this = self.as_mut().project();
         match &polled {
-            Poll::Pending => return self.wait(cx),
+            Poll::Pending => {}
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(r)) = (frame.data_ref(), this.record.as_mut()) {
                     r.bytes_out += data.len() as u64;
@@ -360,5 +364,49 @@ impl HttpBody for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    /// A response whose upstream body sends nothing, as `respond` makes it, with `body_timeout`.
+    fn stalled(timeout: Duration) -> Tracked {
+        let (parts, ()) = http::Request::get("/platform_api/X/")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let seen = crate::headers::scan(&parts.headers, &crate::headers::REQUEST_ID);
+        let conn = Arc::new(ConnInfo {
+            admin: false,
+            proxy: true,
+            peer: super::super::conn::Peer::Unix,
+            peer_cert: None,
+            activity: Default::default(),
+        });
+        let metrics = Arc::new(Metrics::new(false));
+        let mut record = Record::start(&metrics, false, true, (&parts, &seen), &conn);
+        record.body_timeout = Some(timeout);
+        let never = http_body_util::StreamBody::new(futures_util::stream::pending::<
+            Result<Frame<Bytes>, BoxError>,
+        >());
+        record
+            .respond(http::Response::new(never.boxed_unsync()))
+            .into_body()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_is_cut_once_its_timeout_passes_though_polled_again_meanwhile() {
+        let mut body = stalled(Duration::from_secs(1));
+        let started = tokio::time::Instant::now();
+        // hyper polls on every wake-up: the deadline's own wake-up must not re-arm it.
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("the stalled body was never cut");
+        let err = frame.expect("an error, not the end").unwrap_err();
+        assert!(err.is::<BodyStalled>(), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 }

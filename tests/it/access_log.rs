@@ -58,21 +58,7 @@ fn access_lines(proxy: &Voxproxy, id: &str) -> Vec<(String, Value)> {
 /// Wait for request `id`'s access line, then for a later request's (a barrier: a second line
 /// for `id` would have come by then), and return `id`'s one line.
 async fn the_line(rig: &Rig, id: &str) -> (String, Value) {
-    let wait = |id: String| {
-        let log = rig.proxy.log.clone();
-        async move {
-            let needle = format!("\"request_id\":\"{id}\"");
-            tokio::task::spawn_blocking(move || {
-                log.wait_for(Duration::from_secs(10), |l| {
-                    l.contains("\"voxproxy::access\"") && l.contains(&needle)
-                })
-            })
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("no access line for {id}"))
-        }
-    };
-    wait(id.to_owned()).await;
+    rig.proxy.access_line(id).await;
     let barrier = format!("barrier-after-{id}");
     let _ = crate::support::http::send(
         rig.proxy.addr(),
@@ -82,7 +68,7 @@ async fn the_line(rig: &Rig, id: &str) -> (String, Value) {
             .unwrap(),
     )
     .await;
-    wait(barrier).await;
+    rig.proxy.access_line(&barrier).await;
     let mut lines = access_lines(&rig.proxy, id);
     assert_eq!(
         lines.len(),

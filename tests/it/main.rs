@@ -13,6 +13,7 @@ mod docs;
 mod failures;
 mod forwarding;
 mod gateway;
+mod hostile;
 mod interop;
 mod layers;
 mod lifecycle;

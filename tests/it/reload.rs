@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::Rig;
 use crate::support::certs::{Creds, RsaKey};
-use crate::support::http::get;
+use crate::support::http::{get, sample};
 use crate::support::process::Voxproxy;
 use crate::support::upstream::Upstream;
+use crate::support::{Rig, add_static_key_client};
 
 /// Requests in a bounded loop from `workers` tasks until `stop` (or `max` requests); returns
 /// (ok, failed).
@@ -47,14 +47,6 @@ fn load(
         }
         total
     })
-}
-
-/// The value of one sample line in a metrics exposition.
-pub fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in\n{metrics}"))
 }
 
 /// Wait until the upstream has seen `kid`; returns how long it took.
@@ -236,23 +228,7 @@ async fn gateway_rig() -> (Rig, String, String, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let creds = Creds::write(dir.path(), "credentials.json", 1_000_001);
     let clients = dir.path().join("clients.toml");
-    let add = |file: &std::path::Path, name: &str| -> String {
-        let (code, key, err) = crate::support::process::run(
-            &[
-                "client",
-                "add",
-                name,
-                "--static-key",
-                "--clients",
-                file.to_str().unwrap(),
-                "--credentials",
-                creds.path.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_eq!(code, 0, "{err}");
-        key.trim().to_owned()
-    };
+    let add = |file: &std::path::Path, name: &str| add_static_key_client(file, &creds, name, &[]);
     let app_key = add(&clients, "app");
     let second = dir.path().join("second.toml");
     std::fs::copy(&clients, &second).unwrap();

@@ -137,3 +137,18 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
 pub fn body(b: impl Into<Bytes>) -> Full<Bytes> {
     Full::new(b.into())
 }
+
+/// The value of one sample line in a metrics exposition.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in\n{metrics}"))
+}
+
+/// `/metrics` of the proxy at `addr`, as text.
+pub async fn metrics(addr: SocketAddr) -> String {
+    let resp = get(addr, "/metrics").await;
+    assert_eq!(resp.status, 200);
+    String::from_utf8(resp.body.to_vec()).unwrap()
+}

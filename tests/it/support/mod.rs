@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod http;
 pub mod process;
+pub mod raw_upstream;
 pub mod redis;
 pub mod tls;
 pub mod upstream;
@@ -25,6 +26,30 @@ pub fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Add gateway client `name` with a generated static key to the clients file `clients` (made if
+/// missing) through `voxproxy client add`, with `extra` arguments (`--read-only`); the key.
+pub fn add_static_key_client(
+    clients: &std::path::Path,
+    creds: &Creds,
+    name: &str,
+    extra: &[&str],
+) -> String {
+    let mut args = vec![
+        "client",
+        "add",
+        name,
+        "--static-key",
+        "--clients",
+        clients.to_str().unwrap(),
+        "--credentials",
+        creds.path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, key, err) = process::run(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    key.trim().to_owned()
 }
 
 /// A proxy in front of a mock upstream, with one credentials file.
@@ -67,13 +92,24 @@ impl Rig {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Voxproxy {
+        Self::proxy_to(&upstream.url, &upstream.ca_path, creds, extra, env)
+    }
+
+    /// Start a proxy for the upstream at `url`, trusting the CA at `ca_path`, with `creds`.
+    pub fn proxy_to(
+        url: &str,
+        ca_path: &std::path::Path,
+        creds: &Creds,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Voxproxy {
         let creds_path = creds.path.to_string_lossy().into_owned();
-        let ca = upstream.ca_path.to_string_lossy().into_owned();
+        let ca = ca_path.to_string_lossy().into_owned();
         let mut args = vec![
             "--listen",
             "127.0.0.1:0",
             "--upstream",
-            &upstream.url,
+            url,
             "--upstream-ca",
             &ca,
             "--credentials",

@@ -201,6 +201,23 @@ impl Voxproxy {
         }
     }
 
+    /// The access line of request `id`, parsed; waits for it up to 30 s (off the async runtime,
+    /// which may be serving the mock upstream meanwhile), long enough for a connection cut
+    /// after a few idle timeouts.
+    pub async fn access_line(&self, id: &str) -> serde_json::Value {
+        let log = self.log.clone();
+        let needle = format!("\"request_id\":\"{id}\"");
+        let line = tokio::task::spawn_blocking(move || {
+            log.wait_for(Duration::from_secs(30), |l| {
+                l.contains("\"voxproxy::access\"") && l.contains(&needle)
+            })
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no access line for {id}:\n{}", self.logs()));
+        serde_json::from_str(&line).unwrap()
+    }
+
     /// Everything logged so far, joined.
     pub fn logs(&self) -> String {
         self.log.all().join("\n")

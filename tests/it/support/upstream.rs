@@ -102,25 +102,7 @@ impl Upstream {
         let pki = Arc::new(Pki::new(&[]));
         let dir = tempfile::tempdir().unwrap();
         let (ca_path, _, _) = pki.write(dir.path());
-        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
-            rustls_pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        config.alpn_protocols = if opts.http1_only {
-            vec![b"http/1.1".to_vec()]
-        } else {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tls_acceptor(&pki, opts.http1_only);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let records = Arc::new(Mutex::new(Vec::new()));
@@ -192,6 +174,30 @@ impl Upstream {
     }
 }
 
+/// A TLS acceptor with `pki`'s server certificate, offering `h2` and `http/1.1` by ALPN, or
+/// `http/1.1` alone.
+pub fn tls_acceptor(pki: &Pki, http1_only: bool) -> tokio_rustls::TlsAcceptor {
+    let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
+        rustls_pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = if http1_only {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// Verify a bearer token the way Voximplant would.
 pub fn verify(
     headers: &HeaderMap,
@@ -255,6 +261,17 @@ fn query_param(query: &str, name: &str) -> Option<u64> {
 /// The byte at position `i` of a download (a pattern that catches reordering and loss).
 pub fn pattern(i: u64) -> u8 {
     (i % 251) as u8
+}
+
+/// The size of a download's chunks.
+const CHUNK: usize = 65536;
+
+/// The pattern from position 0, one chunk and one period long: every chunk of a download is a
+/// slice of it (no per-byte work per chunk, which an unoptimised test build pays dearly for when
+/// a test streams many MiB).
+fn pattern_block() -> &'static Bytes {
+    static BLOCK: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BLOCK.get_or_init(|| (0..(CHUNK + 251) as u64).map(pattern).collect())
 }
 
 async fn handle(
@@ -323,11 +340,10 @@ async fn handle(
     }
     if streaming {
         let total = query_param(&query, "bytes").unwrap_or(0);
-        let chunks = (0..total).step_by(65536).map(move |start| {
-            let end = (start + 65536).min(total);
-            Ok::<_, BoxError>(Frame::data(Bytes::from(
-                (start..end).map(pattern).collect::<Vec<u8>>(),
-            )))
+        let chunks = (0..total).step_by(CHUNK).map(move |start| {
+            let len = (total - start).min(CHUNK as u64) as usize;
+            let from = (start % 251) as usize;
+            Ok::<_, BoxError>(Frame::data(pattern_block().slice(from..from + len)))
         });
         let body = StreamBody::new(futures_util::stream::iter(chunks));
         let mut r = Response::new(BodyExt::boxed(body));
