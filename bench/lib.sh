@@ -179,6 +179,28 @@ EOF
 # The body every upstream answers with: GetAccountInfo's shape, about the size of the real one.
 UPSTREAM_JSON='{"result":{"account_id":1,"account_name":"bench","account_email":"bench@example.com","active":true,"frozen":false,"balance":100.5,"currency":"USD","language_code":"en","location":"Etc/GMT","created":"2024-01-01 00:00:00"},"api_address":"api.voximplant.com"}'
 
+# nginx_head DIR MASTER: what every nginx here starts with: one worker in the foreground, its
+# files in DIR, no access log; the caller continues inside `http {`.
+nginx_head() {
+    local dir=$1 master=$2
+    cat <<EOF
+worker_processes 1;
+master_process $master;
+daemon off;
+worker_rlimit_nofile 65536;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+EOF
+}
+
 # nginx_upstream_conf DIR PORT_H1 PORT_H2 STATUS_PORT [MASTER] [EXTRA]: an nginx playing the Voximplant API. One
 # worker, TLS on 127.0.0.1: PORT_H1 offers only http/1.1, PORT_H2 offers h2 and http/1.1 by
 # ALPN. `/platform_api/...` without Authorization gets 401, with it a small JSON body from
@@ -208,21 +230,9 @@ nginx_upstream_conf() {
         }"
     [[ -z $extra ]] || loc="$extra
         $loc"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-master_process $master;
-daemon off;
-worker_rlimit_nofile 65536;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
+    {
+        nginx_head "$dir" "$master"
+        cat <<EOF
     default_type application/json;
     keepalive_requests 1000000000;
     keepalive_timeout 600s;
@@ -248,6 +258,7 @@ http {
     }
 }
 EOF
+    } >"$dir/nginx.conf"
 }
 
 # upstream_accepts STATUS_PORT: connections the nginx upstream has accepted so far, this query's
@@ -270,21 +281,9 @@ nginx_at_least() { # VERSION
 nginx_proxy_conf() {
     local dir=$1 port=$2 up=$3 master=${4:-on}
     mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-master_process $master;
-daemon off;
-worker_rlimit_nofile 65536;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
+    {
+        nginx_head "$dir" "$master"
+        cat <<EOF
     client_max_body_size 16m;
     # A 64 KiB body stays in memory (the 16 KiB default would spill it to a temp file).
     client_body_buffer_size 128k;
@@ -317,6 +316,7 @@ http {
     }
 }
 EOF
+    } >"$dir/nginx.conf"
 }
 
 # haproxy_conf FILE LISTEN_PORT UPSTREAM_PORT: HAProxy tuned the same way: one thread, idle
