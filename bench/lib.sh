@@ -358,13 +358,16 @@ voxproxy_args() {
 
 # voxproxy_rev BINARY: what a voxproxy binary was built from, when it sits in a git worktree's
 # target directory: the last commit that touched the code (src/, Cargo.toml, Cargo.lock), with
-# "+local changes" when those paths differ from it now. Its sha256 identifies it exactly.
+# "+local changes" when those paths differ from it now; elsewhere, the commit its --version names.
+# Its sha256 identifies it exactly.
 voxproxy_rev() {
     local dir rev
     dir=$(dirname "$1")
     rev=$(git -C "$dir" log -1 --format=%h -- :/src :/Cargo.toml :/Cargo.lock 2>/dev/null) || rev=
     [[ -n $rev ]] || {
-        echo "?"
+        # Not in a worktree (a copy): the commit the binary names in --version, else "?".
+        rev=$("$1" --version 2>/dev/null | sed -n 's/^voxproxy [^ ]* (\([0-9a-f+]*\) .*/\1/p')
+        echo "${rev:-?}"
         return 0
     }
     if [[ -n $(git -C "$dir" status --porcelain -- :/src :/Cargo.toml :/Cargo.lock 2>/dev/null) ]]; then
