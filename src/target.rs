@@ -3,8 +3,9 @@
 //!
 //! Only `/platform_api` and paths below it are forwarded, optionally behind `/accounts/<id>/`;
 //! `CONNECT` is 405, an absolute-form target for another host 403 `open_proxy`, anything else
-//! 404. A path the upstream could read differently than voxproxy (a dot segment, a percent-encoded
-//! `/` or `\`) is 400, so API method detection and policy read the same path the upstream will.
+//! 404. A path the upstream could read differently than voxproxy (a dot segment, a `\`, a
+//! percent-encoded `/` or `\`) is 400, so API method detection and policy read the same path the
+//! upstream will.
 
 use std::borrow::Cow;
 
@@ -112,13 +113,18 @@ pub fn split_account_prefix(path: &str) -> Option<(Option<&str>, &str)> {
 }
 
 /// What in an API path could make the upstream see another path than voxproxy checked: a dot
-/// segment (spelled plainly or with `%2E`), or a percent-encoded `/` or `\` (which a decoding
+/// segment (spelled plainly or with `%2E`), a `\` (which servers that follow the WHATWG URL
+/// rules, and Windows ones, read as `/`), or a percent-encoded `/` or `\` (which a decoding
 /// upstream turns into a separator). `None` when there is nothing.
 pub fn escape(api_path: &str) -> Option<&'static str> {
     let bytes = api_path.as_bytes();
-    // Most paths hold neither: nothing to look at.
-    if !bytes.iter().any(|b| *b == b'%' || *b == b'.') {
+    // Most paths hold none of these: nothing to look at.
+    if !bytes.iter().any(|b| matches!(b, b'%' | b'.' | b'\\')) {
         return None;
+    }
+    // http's URI parser lets a raw `\` through in a path, like a `%5C`.
+    if bytes.contains(&b'\\') {
+        return Some("a `\\`");
     }
     let encoded_separator = bytes.windows(3).any(|w| {
         w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')
@@ -313,6 +319,9 @@ mod tests {
             "/platform_api/a%5Cb/",
             "/platform_api/.",
             "/accounts/5/platform_api/x/%2E/",
+            "/platform_api/a\\b",
+            "/platform_api/GetAccountInfo/..\\DelUser/",
+            "/platform_api/GetAccountInfo\\",
         ] {
             assert_eq!(kind("GET", bad), Err(ErrorKind::BadRequest), "{bad}");
         }

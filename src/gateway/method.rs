@@ -31,12 +31,12 @@ pub struct Detected {
 
 /// What kind of body may hold `cmd`.
 #[derive(Debug, PartialEq)]
-enum Form {
+pub(crate) enum Form {
     Urlencoded,
     Multipart(Vec<u8>),
 }
 
-fn form_kind(headers: &http::HeaderMap) -> Option<Form> {
+pub(crate) fn form_kind(headers: &http::HeaderMap) -> Option<Form> {
     let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let mut parts = ct.split(';');
     let media = parts.next()?.trim();
@@ -59,6 +59,15 @@ fn form_kind(headers: &http::HeaderMap) -> Option<Form> {
         (!value.is_empty() && value.len() <= 200)
             .then(|| Form::Multipart(value.as_bytes().to_vec()))
     })
+}
+
+/// Every `cmd` of a body's bytes, as [`detect`] reads them; with `complete` false the data may
+/// end anywhere, and whatever it cuts short is left out.
+pub(crate) fn cmds_of(kind: &Form, data: &[u8], complete: bool) -> Vec<String> {
+    match kind {
+        Form::Urlencoded => cmds_from_form(data, complete),
+        Form::Multipart(boundary) => cmds_from_multipart(data, boundary, complete),
+    }
 }
 
 /// Every `cmd` field of multipart data (raw values, no decoding). With `complete` false, a part
@@ -229,16 +238,16 @@ pub async fn detect(
         None => body,
         Some(kind) => {
             let (frames, seen, ended, error) = read_window(&mut body).await;
-            let complete = ended && error.is_none();
-            let cmds = match &kind {
-                Form::Urlencoded => cmds_from_form(&seen, complete),
-                Form::Multipart(boundary) => cmds_from_multipart(&seen, boundary, complete),
-            };
-            found.extend(cmds.into_iter().map(|c| ("the body's cmd", c)));
             let buffered: u64 = frames
                 .iter()
                 .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
                 .sum();
+            // The body is read whole only when it ended within the window: a last frame that
+            // crossed it (a body that came in one piece) was cut, and what was cut off could
+            // finish a method name that reads complete without it.
+            let complete = ended && error.is_none() && seen.len() as u64 == buffered;
+            let cmds = cmds_of(&kind, &seen, complete);
+            found.extend(cmds.into_iter().map(|c| ("the body's cmd", c)));
             Replay {
                 frames,
                 buffered,
