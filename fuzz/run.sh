@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Fuzz each target for a fixed budget, starting from its committed corpus, then minimise the
+# corpus so it stays small enough to commit. Bounded: every run stops by itself.
+#
+#   fuzz/run.sh                          every target, FUZZ_SECONDS (default 60) each
+#   fuzz/run.sh method clients           some targets
+#   FUZZ_RUNS=10000000 fuzz/run.sh       a number of executions per target instead of a time
+#
+# One fuzzer process at a time, under `nice -n 19` (FUZZ_NICE to change it). New crashes stay in
+# fuzz/artifacts/<target>/ and make the script fail; fix the bug, then copy the input into
+# fuzz/corpus/<target>/ so the replay test (tests/it/fuzz_corpus.rs) keeps it fixed. Each run's
+# libFuzzer output goes to fuzz/logs/<target>.log (not committed).
+#
+# The toolchain is stable: cargo-fuzz passes unstable rustc flags (sanitizer coverage), which
+# RUSTC_BOOTSTRAP=1 lets a stable compiler accept; with `-s none` no sanitizer runtime (which
+# stable does not ship) is needed. Builds are release with debug assertions and overflow checks.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+export RUSTC_BOOTSTRAP=1
+seconds=${FUZZ_SECONDS:-60}
+runs=${FUZZ_RUNS:-}
+max_files=${FUZZ_MAX_FILES:-200}
+max_bytes=${FUZZ_MAX_BYTES:-1048576}
+nice=(nice -n "${FUZZ_NICE:-19}")
+fuzz=("${nice[@]}" cargo fuzz)
+opts=(-s none)
+[[ -n ${CARGO_TARGET_DIR:-} ]] && opts+=(--target-dir "$CARGO_TARGET_DIR")
+
+if (($#)); then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo fuzz list)
+fi
+if [[ -n $runs ]]; then
+    budget=(-runs="$runs")
+else
+    budget=(-max_total_time="$seconds")
+fi
+
+"${fuzz[@]}" build "${opts[@]}"
+mkdir -p logs
+failed=()
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t" "artifacts/$t"
+    before=$(find "artifacts/$t" -type f | wc -l)
+    echo "==> $t: ${budget[*]}"
+    start=$(date +%s)
+    # -print_final_stats: executions, exec/s and coverage at the end of the log.
+    if ! "${fuzz[@]}" run "${opts[@]}" "$t" "corpus/$t" -- "${budget[@]}" \
+        -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+        >"logs/$t.log" 2>&1; then
+        failed+=("$t")
+    fi
+    secs=$(($(date +%s) - start))
+    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' \
+        "logs/$t.log" || true
+    grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)' "logs/$t.log" | tail -1 || true
+    echo "    wall time: ${secs}s"
+    after=$(find "artifacts/$t" -type f | wc -l)
+    if ((after > before)); then
+        echo "    NEW CRASHES in fuzz/artifacts/$t/"
+        failed+=("$t")
+    fi
+    # Keep only inputs that add coverage.
+    "${fuzz[@]}" cmin "${opts[@]}" "$t" "corpus/$t" >"logs/$t.cmin.log" 2>&1
+    files=$(find "corpus/$t" -type f | wc -l)
+    bytes=$(du -sb "corpus/$t" | cut -f1)
+    echo "    corpus: $files files, $bytes bytes"
+    if ((files > max_files || bytes > max_bytes)); then
+        echo "    corpus/$t is over $max_files files or $max_bytes bytes"
+        failed+=("$t")
+    fi
+done
+if ((${#failed[@]})); then
+    echo "failed: ${failed[*]}"
+    exit 1
+fi
