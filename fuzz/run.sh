@@ -4,7 +4,8 @@
 #
 #   fuzz/run.sh                          every target, FUZZ_SECONDS (default 60) each
 #   fuzz/run.sh method clients           some targets
-#   FUZZ_RUNS=10000000 fuzz/run.sh       a number of executions per target instead of a time
+#   FUZZ_RUNS=10000000 FUZZ_SECONDS=1800 fuzz/run.sh
+#                                        up to 10 M executions or 30 minutes per target
 #
 # One fuzzer process at a time, under `nice -n 19` (FUZZ_NICE to change it). New crashes stay in
 # fuzz/artifacts/<target>/ and make the script fail; fix the bug, then copy the input into
@@ -32,11 +33,9 @@ if (($#)); then
 else
     mapfile -t targets < <(cargo fuzz list)
 fi
-if [[ -n $runs ]]; then
-    budget=(-runs="$runs")
-else
-    budget=(-max_total_time="$seconds")
-fi
+# Whichever comes first: the time, or (when set) the number of executions.
+budget=(-max_total_time="$seconds")
+[[ -n $runs ]] && budget+=(-runs="$runs")
 
 "${fuzz[@]}" build "${opts[@]}"
 mkdir -p logs
@@ -62,8 +61,9 @@ for t in "${targets[@]}"; do
         echo "    NEW CRASHES in fuzz/artifacts/$t/"
         failed+=("$t")
     fi
-    # Keep only inputs that add coverage.
-    "${fuzz[@]}" cmin "${opts[@]}" "$t" "corpus/$t" >"logs/$t.cmin.log" 2>&1
+    # Keep only inputs that reach code no other one does: edges, not hit-count buckets
+    # (-use_counters=0), or every corpus would keep hundreds of near-copies.
+    "${fuzz[@]}" cmin "${opts[@]}" "$t" "corpus/$t" -- -use_counters=0 >"logs/$t.cmin.log" 2>&1
     files=$(find "corpus/$t" -type f | wc -l)
     bytes=$(du -sb "corpus/$t" | cut -f1)
     echo "    corpus: $files files, $bytes bytes"

@@ -62,9 +62,10 @@ pub fn check<'a>(parts: &'a Parts, upstream: &Upstream) -> Result<ApiTarget<'a>,
     })
 }
 
-/// 404 for a path voxproxy does not forward.
+/// 404 for a path voxproxy does not forward. The path is shown without control characters: a
+/// path may hold any UTF-8, C1 controls (a terminal's CSI) included.
 pub fn not_found(path: &str) -> ProxyError {
-    let shown: String = path.chars().take(100).collect();
+    let shown: String = path.chars().filter(|c| !c.is_control()).take(100).collect();
     ProxyError::new(
         ErrorKind::NotFound,
         format!(
@@ -285,6 +286,9 @@ mod tests {
         assert_eq!(kind("GET", "/platform_api").unwrap().2, None);
         assert_eq!(kind("GET", "/platform_api/").unwrap().2, None);
         assert_eq!(kind("GET", "/other"), Err(ErrorKind::NotFound));
+        let p = parts("GET", "/other%C2%9B/\u{9b}31m", Version::HTTP_11);
+        let e = check(&p, &upstream()).unwrap_err();
+        assert_eq!(e.msg, "/other%C2%9B/31m is not forwarded: only /platform_api and paths below it are (optionally behind /accounts/<id>/)");
         assert_eq!(
             kind("CONNECT", "api.voximplant.com:443"),
             Err(ErrorKind::ConnectNotSupported)
