@@ -485,9 +485,13 @@ fn ready<F: Future>(f: F) -> F::Output {
 }
 
 /// What detection says (the method, or the refusal's kind) and the bytes it forwards.
-fn detect(parts: &http::request::Parts, chunks: Vec<Bytes>) -> (Result<Option<String>, ErrorKind>, Vec<u8>) {
+fn detect(
+    parts: &http::request::Parts,
+    chunks: Vec<Bytes>,
+    window: usize,
+) -> (Result<Option<String>, ErrorKind>, Vec<u8>) {
     let body: Body = Chunks(chunks.into()).boxed_unsync();
-    let detected = ready(method::detect(parts, None, body));
+    let detected = ready(method::detect_within(parts, None, body, window));
     let bytes = ready(detected.body.collect())
         .expect("ready chunks do not fail")
         .to_bytes();
@@ -507,10 +511,10 @@ fn agreed(cmds: &[String]) -> Result<Option<String>, ErrorKind> {
 /// API-method detection ([`method::detect`]) over urlencoded and multipart bodies.
 ///
 /// Input: one byte of flags (bits 0-1 the content type: urlencoded, multipart with boundary
-/// `b`, multipart with a boundary from the input, any content type from the input; bit 2 put
-/// the 64 KiB window's edge inside the body), a count of cuts (0 to 8) and that many 16-bit
-/// offsets, the boundary or content type as a length byte and bytes when the flags want one,
-/// then the body. Asserts that the body is forwarded byte for byte; that the method found does
+/// `b`, multipart with a boundary from the input, any content type from the input; bit 2 a
+/// window as long as the first cut's offset instead of 64 KiB, so its edge falls inside the
+/// body), a count of cuts (0 to 8) and that many 16-bit offsets, the boundary or content type
+/// as a length byte and bytes when the flags want one, then the body. Asserts that the body is forwarded byte for byte; that the method found does
 /// not depend on where the body was split into chunks; that a body read whole names exactly the
 /// method its `cmd`s agree on; and that data cut anywhere (as by the window's edge) never yields
 /// a `cmd` the whole body does not have in the same place: a method name cut short is never read
@@ -536,37 +540,20 @@ pub fn method(data: &[u8]) {
     let Ok(content_type) = HeaderValue::from_str(&content_type) else {
         return;
     };
-    let mut body = input.rest().to_vec();
-    if body.len() >= BODY_WINDOW {
-        return;
-    }
+    let whole = Bytes::copy_from_slice(input.rest());
+    // The real window is 64 KiB; a small one puts its edge anywhere in a small body, at the
+    // same code.
+    let window = if flags & 4 != 0 {
+        cuts.first().map_or(0, |c| usize::from(*c) % (whole.len() + 2))
+    } else {
+        BODY_WINDOW
+    };
     let (mut parts, ()) = Request::post("/platform_api")
         .body(())
         .expect("a valid request")
         .into_parts();
     parts.headers.insert(header::CONTENT_TYPE, content_type);
     let form = method::form_kind(&parts.headers);
-    if flags & 4 != 0 {
-        // Filler in front, so the window ends at the first cut: for a form an unnamed pair, for
-        // multipart a preamble line.
-        let edge = cuts.first().map_or(body.len(), |c| usize::from(*c) % (body.len() + 1));
-        let pad = BODY_WINDOW - edge;
-        let mut filled = match &form {
-            Some(method::Form::Multipart(_)) => {
-                let mut f = vec![b'x'; pad - 2];
-                f.extend_from_slice(b"\r\n");
-                f
-            }
-            _ => {
-                let mut f = vec![b'x'; pad - 1];
-                f.push(b'&');
-                f
-            }
-        };
-        filled.extend_from_slice(&body);
-        body = filled;
-    }
-    let whole = Bytes::from(body);
     let mut offsets: Vec<usize> = cuts
         .iter()
         .map(|c| usize::from(*c) % (whole.len() + 1))
@@ -580,9 +567,9 @@ pub fn method(data: &[u8]) {
     }
     chunks.push(whole.slice(start..));
 
-    let (one, forwarded) = detect(&parts, vec![whole.clone()]);
+    let (one, forwarded) = detect(&parts, vec![whole.clone()], window);
     assert!(forwarded == whole, "the body changed on its way");
-    let (split, forwarded) = detect(&parts, chunks);
+    let (split, forwarded) = detect(&parts, chunks, window);
     assert!(forwarded == whole, "the split body changed on its way");
 
     let Some(form) = form else {
@@ -591,7 +578,7 @@ pub fn method(data: &[u8]) {
         return;
     };
     let full = method::cmds_of(&form, &whole, true);
-    if whole.len() <= BODY_WINDOW {
+    if whole.len() < window {
         // Read whole: exactly what the cmds agree on, however the body came.
         assert_eq!(one, agreed(&full), "one chunk");
         assert_eq!(split, agreed(&full), "split at {offsets:?}");
@@ -607,13 +594,13 @@ pub fn method(data: &[u8]) {
         }
     }
     // Cut anywhere, the cmds read are the whole body's first ones.
-    let cut_at: Vec<usize> = if whole.len() <= 512 {
+    let cut_at: Vec<usize> = if whole.len() <= 64 {
         (0..=whole.len()).collect()
     } else {
         offsets
             .iter()
             .copied()
-            .chain([BODY_WINDOW.min(whole.len())])
+            .chain([window.min(whole.len())])
             .collect()
     };
     for cut in cut_at {

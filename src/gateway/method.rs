@@ -187,22 +187,25 @@ fn part_name(headers: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// Read up to [`BODY_WINDOW`] bytes: the frames read, the bytes seen (at most the window),
-/// whether the body ended, and the error that stopped it, if any.
-async fn read_window(body: &mut Body) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool, Option<BoxError>) {
+/// Read up to `window` bytes: the frames read, the bytes seen (at most the window), whether the
+/// body ended, and the error that stopped it, if any.
+async fn read_window(
+    body: &mut Body,
+    window: usize,
+) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool, Option<BoxError>) {
     let mut frames = VecDeque::new();
     let mut seen = Vec::new();
     if body.is_end_stream() {
         return (frames, seen, true, None);
     }
-    while seen.len() < BODY_WINDOW {
+    while seen.len() < window {
         match body.frame().await {
             None => return (frames, seen, true, None),
             Some(Err(e)) => return (frames, seen, false, Some(e)),
             Some(Ok(frame)) => {
                 let trailers = frame.is_trailers();
                 if let Some(data) = frame.data_ref() {
-                    let take = data.len().min(BODY_WINDOW - seen.len());
+                    let take = data.len().min(window - seen.len());
                     seen.extend_from_slice(&data[..take]);
                 }
                 frames.push_back(frame);
@@ -221,7 +224,18 @@ async fn read_window(body: &mut Body) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool,
 pub async fn detect(
     parts: &http::request::Parts,
     path_method: Option<&str>,
+    body: Body,
+) -> Detected {
+    detect_within(parts, path_method, body, BODY_WINDOW).await
+}
+
+/// [`detect`] with a window of `window` bytes (the fuzz checks use small ones, to put the
+/// window's edge anywhere in a small body).
+pub(crate) async fn detect_within(
+    parts: &http::request::Parts,
+    path_method: Option<&str>,
     mut body: Body,
+    window: usize,
 ) -> Detected {
     let mut found: Vec<(&'static str, String)> = Vec::new();
     if let Some(m) = path_method {
@@ -237,7 +251,7 @@ pub async fn detect(
     let body = match form_kind(&parts.headers) {
         None => body,
         Some(kind) => {
-            let (frames, seen, ended, error) = read_window(&mut body).await;
+            let (frames, seen, ended, error) = read_window(&mut body, window).await;
             let buffered: u64 = frames
                 .iter()
                 .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
