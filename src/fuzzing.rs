@@ -109,7 +109,9 @@ fn escapes(api_path: &str) -> Option<&'static str> {
 fn is_legacy(pair: &str) -> bool {
     let name = pair.split('=').next().unwrap_or_default().replace('+', " ");
     let name: Vec<u8> = percent_decode_str(&name).collect();
-    LEGACY.iter().any(|l| l.as_bytes().eq_ignore_ascii_case(&name))
+    LEGACY
+        .iter()
+        .any(|l| l.as_bytes().eq_ignore_ascii_case(&name))
 }
 
 /// The query the upstream must get: every parameter but the legacy credentials, byte for byte
@@ -230,8 +232,8 @@ const STATIC_KEY: &str = "vxp_fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuz";
 /// A client set with an app JWT client (`kid` `app`; its private key is thrown away, so no
 /// fuzzer input can sign for it) and a static-key client.
 static CLIENTS: LazyLock<ClientSet> = LazyLock::new(|| {
-    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-        .expect("an RSA key");
+    let pair =
+        aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("an RSA key");
     let spki: PublicKeyX509Der = pair.public_key().as_der().expect("its SPKI");
     let text = format!(
         "[clients.app]\nkey_id = \"app\"\npublic_key = \"\"\"{}\"\"\"\n\n[clients.keyed]\nstatic_key_sha256 = \"{}\"\n",
@@ -258,7 +260,9 @@ fn parse_id(raw: &str) -> Option<AccountId> {
 /// `Err` when it is one but not an account id.
 fn claim_id(claim: Option<&serde_json::Value>) -> Result<Option<AccountId>, ()> {
     match claim {
-        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(AccountId::new).map(Some).ok_or(()),
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().and_then(AccountId::new).map(Some).ok_or(())
+        }
         Some(serde_json::Value::String(s)) => parse_id(s).map(Some).ok_or(()),
         _ => Ok(None),
     }
@@ -338,7 +342,11 @@ pub fn account(data: &[u8]) {
     // The unverified iss: what the contract reads of a JWT built around the payload.
     let iss = account::iss_of(authorization.as_ref());
     if built_jwt && authorization.is_some() && auth_raw.len() <= 12 * 1024 {
-        assert_eq!(iss.clone().map_err(drop), payload_iss(auth_raw), "iss of {auth_raw:?}");
+        assert_eq!(
+            iss.clone().map_err(drop),
+            payload_iss(auth_raw),
+            "iss of {auth_raw:?}"
+        );
     }
     if matches!(iss, Ok(Some(_))) {
         let token = authorization
@@ -351,12 +359,7 @@ pub fn account(data: &[u8]) {
     // The account: the first source that names one, in the contract's order.
     let named: Option<Result<AccountId, ()>> = match (&prefix, &account_header) {
         (Some(p), _) => Some(parse_id(p.trim()).ok_or(())),
-        (None, Some(v)) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| parse_id(s.trim()))
-                .ok_or(()),
-        ),
+        (None, Some(v)) => Some(v.to_str().ok().and_then(|s| parse_id(s.trim())).ok_or(())),
         (None, None) => None,
     };
     let want: Result<AccountId, ()> = match named {
@@ -399,14 +402,20 @@ pub fn account(data: &[u8]) {
         }
         Err(refusal) => {
             assert!(
-                proxy.as_ref().is_none_or(|v| v.as_bytes() != format!("Bearer {STATIC_KEY}").as_bytes()),
+                proxy
+                    .as_ref()
+                    .is_none_or(|v| v.as_bytes() != format!("Bearer {STATIC_KEY}").as_bytes()),
                 "the static key was refused"
             );
             assert!(!refusal.msg.is_empty() && !has_control(&refusal.msg));
             assert!(!refusal.msg.contains(STATIC_KEY));
             if let Some(token) = authorization.as_ref().and_then(|v| v.to_str().ok()) {
                 let token = token.trim_start_matches("Bearer ").trim();
-                assert!(token.len() < 8 || !refusal.msg.contains(token), "{}", refusal.msg);
+                assert!(
+                    token.len() < 8 || !refusal.msg.contains(token),
+                    "{}",
+                    refusal.msg
+                );
             }
         }
     }
@@ -416,7 +425,11 @@ pub fn account(data: &[u8]) {
 fn date(v: Option<&serde_json::Value>) -> Option<i128> {
     let v = v?;
     v.as_i64()
-        .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.floor() as i64)
+        })
         .map(i128::from)
 }
 
@@ -503,7 +516,9 @@ fn detect(
 fn agreed(cmds: &[String]) -> Result<Option<String>, ErrorKind> {
     match cmds.first() {
         None => Ok(None),
-        Some(first) if cmds.iter().all(|c| c.eq_ignore_ascii_case(first)) => Ok(Some(first.clone())),
+        Some(first) if cmds.iter().all(|c| c.eq_ignore_ascii_case(first)) => {
+            Ok(Some(first.clone()))
+        }
         Some(_) => Err(ErrorKind::ClientForbidden),
     }
 }
@@ -534,7 +549,9 @@ pub fn method(data: &[u8]) {
         }
         _ => {
             let n = input.byte();
-            String::from_utf8_lossy(input.take(n.into())).into_owned().into()
+            String::from_utf8_lossy(input.take(n.into()))
+                .into_owned()
+                .into()
         }
     };
     let Ok(content_type) = HeaderValue::from_str(&content_type) else {
@@ -544,7 +561,8 @@ pub fn method(data: &[u8]) {
     // The real window is 64 KiB; a small one puts its edge anywhere in a small body, at the
     // same code.
     let window = if flags & 4 != 0 {
-        cuts.first().map_or(0, |c| usize::from(*c) % (whole.len() + 2))
+        cuts.first()
+            .map_or(0, |c| usize::from(*c) % (whole.len() + 2))
     } else {
         BODY_WINDOW
     };
@@ -661,19 +679,31 @@ pub fn credentials(data: &[u8]) {
             assert!(!shown.contains("PRIVATE KEY"), "{shown}");
             let mut keys = Vec::new();
             private_keys(&json, &mut keys);
-            for key in keys.iter().flat_map(|k| k.lines()).filter(|l| l.len() >= 16) {
+            for key in keys
+                .iter()
+                .flat_map(|k| k.lines())
+                .filter(|l| l.len() >= 16)
+            {
                 assert!(!shown.contains(key), "Debug shows the key: {shown}");
             }
         }
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.starts_with("credentials file /etc/voxproxy/credentials.json"), "{msg}");
+            assert!(
+                msg.starts_with("credentials file /etc/voxproxy/credentials.json"),
+                "{msg}"
+            );
             assert!(!has_control(&msg), "{msg:?}");
             let mut keys = Vec::new();
             if let Some(json) = &json {
                 private_keys(json, &mut keys);
             }
-            for key in keys.iter().flat_map(|k| k.lines()).map(str::trim).filter(|l| l.len() >= 16) {
+            for key in keys
+                .iter()
+                .flat_map(|k| k.lines())
+                .map(str::trim)
+                .filter(|l| l.len() >= 16)
+            {
                 assert!(!msg.contains(key), "the error shows the key: {msg}");
             }
         }
@@ -692,7 +722,10 @@ pub fn clients(data: &[u8]) {
         Ok(set) => set,
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.starts_with("clients file /etc/voxproxy/clients.toml: "), "{msg}");
+            assert!(
+                msg.starts_with("clients file /etc/voxproxy/clients.toml: "),
+                "{msg}"
+            );
             assert!(!has_control(&msg), "not one line: {msg:?}");
             return;
         }
@@ -700,9 +733,15 @@ pub fn clients(data: &[u8]) {
     let mut names = HashSet::new();
     for client in &set.clients {
         assert_eq!(clients::check_name(&client.name), Ok(()));
-        assert!(names.insert(client.name.to_ascii_lowercase()), "{}", client.name);
+        assert!(
+            names.insert(client.name.to_ascii_lowercase()),
+            "{}",
+            client.name
+        );
         let auth = &client.auth;
-        assert!(auth.key_id.is_some() || auth.static_key_sha256.is_some() || auth.tls_name.is_some());
+        assert!(
+            auth.key_id.is_some() || auth.static_key_sha256.is_some() || auth.tls_name.is_some()
+        );
         assert_eq!(auth.key_id.is_some(), auth.jwt_key.is_some());
         assert!(!has_control(&client.describe_policy()));
     }

@@ -23,7 +23,7 @@
 //! 8. [`gateway`]: gateway clients: the clients file, authentication, policy, API-method
 //!    detection.
 //! 9. [`upstream`] (the pooled rustls client and the classification of its failures), [`tls`]
-//!    (inbound TLS), [`admin`] (`/healthz`, `/readyz`, `/metrics`); `fuzzing` (hidden: the fuzz
+//!    (inbound TLS), [`admin`] (`/healthz`, `/readyz`, `/metrics`); [`fuzzing`] (hidden: the fuzz
 //!    targets' property checks over everything that parses untrusted input, shared by `fuzz/`
 //!    and the corpus replay test).
 //! 10. [`proxy`]: one request as a pipeline of the contract's checks, the forward, the access log.

@@ -288,7 +288,10 @@ mod tests {
         assert_eq!(kind("GET", "/other"), Err(ErrorKind::NotFound));
         let p = parts("GET", "/other%C2%9B/\u{9b}31m", Version::HTTP_11);
         let e = check(&p, &upstream()).unwrap_err();
-        assert_eq!(e.msg, "/other%C2%9B/31m is not forwarded: only /platform_api and paths below it are (optionally behind /accounts/<id>/)");
+        assert_eq!(
+            e.msg,
+            "/other%C2%9B/31m is not forwarded: only /platform_api and paths below it are (optionally behind /accounts/<id>/)"
+        );
         assert_eq!(
             kind("CONNECT", "api.voximplant.com:443"),
             Err(ErrorKind::ConnectNotSupported)

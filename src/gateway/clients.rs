@@ -393,11 +393,8 @@ impl FileDoc {
                 text[..s.start.min(text.len())].matches('\n').count() + 1
             });
             // A client's name is a TOML key: a quoted one may hold any character.
-            let segments: Vec<String> = e
-                .path()
-                .iter()
-                .map(|s| printable(&s.to_string()))
-                .collect();
+            let segments: Vec<String> =
+                e.path().iter().map(|s| printable(&s.to_string())).collect();
             let reason = one_line(e.inner().message());
             let what = match segments.as_slice() {
                 [c, client, field, ..]

@@ -4,8 +4,11 @@
 
 use std::path::Path;
 
+/// A fuzz target's checks: panics when an input breaks a property.
+type Check = fn(&[u8]);
+
 /// The targets, as `fuzz/fuzz_targets/` names them, and their checks.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Check)] = &[
     ("target", voxproxy::fuzzing::target),
     ("account", voxproxy::fuzzing::account),
     ("method", voxproxy::fuzzing::method),
@@ -23,7 +26,10 @@ fn every_corpus_input_keeps_its_targets_promises() {
     targets_dir.sort();
     let mut known: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
     known.sort_unstable();
-    assert_eq!(targets_dir, known, "a corpus for every target, and a target for every corpus");
+    assert_eq!(
+        targets_dir, known,
+        "a corpus for every target, and a target for every corpus"
+    );
     for (name, check) in TARGETS {
         let dir = root.join(name);
         let mut inputs = 0;
