@@ -15,6 +15,8 @@
 # The toolchain is stable: cargo-fuzz passes unstable rustc flags (sanitizer coverage), which
 # RUSTC_BOOTSTRAP=1 lets a stable compiler accept; with `-s none` no sanitizer runtime (which
 # stable does not ship) is needed. Builds are release with debug assertions and overflow checks.
+# The targets are built once, then run directly: voxproxy's build script watches git's HEAD, so
+# `cargo fuzz run` would rebuild after every commit made while a campaign runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -24,9 +26,9 @@ runs=${FUZZ_RUNS:-}
 max_files=${FUZZ_MAX_FILES:-200}
 max_bytes=${FUZZ_MAX_BYTES:-1048576}
 nice=(nice -n "${FUZZ_NICE:-19}")
-fuzz=("${nice[@]}" cargo fuzz)
-opts=(-s none)
-[[ -n ${CARGO_TARGET_DIR:-} ]] && opts+=(--target-dir "$CARGO_TARGET_DIR")
+target_dir=${CARGO_TARGET_DIR:-target}
+triple=$(rustc -vV | sed -n 's/^host: //p')
+bins=$target_dir/$triple/release
 
 if (($#)); then
     targets=("$@")
@@ -37,7 +39,7 @@ fi
 budget=(-max_total_time="$seconds")
 [[ -n $runs ]] && budget+=(-runs="$runs")
 
-"${fuzz[@]}" build "${opts[@]}"
+"${nice[@]}" cargo fuzz build -s none --target-dir "$target_dir"
 mkdir -p logs
 failed=()
 for t in "${targets[@]}"; do
@@ -46,9 +48,9 @@ for t in "${targets[@]}"; do
     echo "==> $t: ${budget[*]}"
     start=$(date +%s)
     # -print_final_stats: executions, exec/s and coverage at the end of the log.
-    if ! "${fuzz[@]}" run "${opts[@]}" "$t" "corpus/$t" -- "${budget[@]}" \
+    if ! "${nice[@]}" "$bins/$t" -artifact_prefix="artifacts/$t/" "${budget[@]}" \
         -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-        >"logs/$t.log" 2>&1; then
+        "corpus/$t" >"logs/$t.log" 2>&1; then
         failed+=("$t")
     fi
     secs=$(($(date +%s) - start))
@@ -62,8 +64,13 @@ for t in "${targets[@]}"; do
         failed+=("$t")
     fi
     # Keep only inputs that reach code no other one does: edges, not hit-count buckets
-    # (-use_counters=0), or every corpus would keep hundreds of near-copies.
-    "${fuzz[@]}" cmin "${opts[@]}" "$t" "corpus/$t" -- -use_counters=0 >"logs/$t.cmin.log" 2>&1
+    # (-use_counters=0), or every corpus would keep hundreds of near-copies. (What
+    # `cargo fuzz cmin` does, with that flag.)
+    min=$(mktemp -d "logs/$t.cmin.XXXXXX")
+    "${nice[@]}" "$bins/$t" -merge=1 -use_counters=0 "$min" "corpus/$t" >"logs/$t.cmin.log" 2>&1
+    rm -rf "corpus/$t"
+    mv "$min" "corpus/$t"
+    chmod 755 "corpus/$t"
     files=$(find "corpus/$t" -type f | wc -l)
     bytes=$(du -sb "corpus/$t" | cut -f1)
     echo "    corpus: $files files, $bytes bytes"
