@@ -9,8 +9,10 @@
 #
 # One fuzzer process at a time, under `nice -n 19` (FUZZ_NICE to change it). New crashes stay in
 # fuzz/artifacts/<target>/ and make the script fail; fix the bug, then copy the input into
-# fuzz/corpus/<target>/ so the replay test (tests/it/fuzz_corpus.rs) keeps it fixed. Each run's
-# libFuzzer output goes to fuzz/logs/<target>.log (not committed).
+# fuzz/regressions/<target>/ under a name that says what it was: the replay test
+# (tests/it/fuzz_corpus.rs) keeps it fixed, and the fuzzer starts from it too, but the corpus
+# merge never drops it. Each run's libFuzzer output goes to fuzz/logs/<target>.log (not
+# committed).
 #
 # The toolchain is stable: cargo-fuzz passes unstable rustc flags (sanitizer coverage), which
 # RUSTC_BOOTSTRAP=1 lets a stable compiler accept; with `-s none` no sanitizer runtime (which
@@ -45,12 +47,15 @@ failed=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     before=$(find "artifacts/$t" -type f | wc -l)
+    # New inputs go to the first directory; the regressions are read, never written.
+    dirs=("corpus/$t")
+    [[ -d regressions/$t ]] && dirs+=("regressions/$t")
     echo "==> $t: ${budget[*]}"
     start=$(date +%s)
     # -print_final_stats: executions, exec/s and coverage at the end of the log.
     if ! "${nice[@]}" "$bins/$t" -artifact_prefix="artifacts/$t/" "${budget[@]}" \
         -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-        "corpus/$t" >"logs/$t.log" 2>&1; then
+        "${dirs[@]}" >"logs/$t.log" 2>&1; then
         failed+=("$t")
     fi
     secs=$(($(date +%s) - start))
