@@ -8,7 +8,8 @@
 #                                        up to 10 M executions or 30 minutes per target
 #
 # One fuzzer process at a time, under `nice -n 19` (FUZZ_NICE to change it). New crashes stay in
-# fuzz/artifacts/<target>/ and make the script fail; fix the bug, then copy the input into
+# fuzz/artifacts/<target>/ and make the script fail, as does a corpus over 1 MiB after the merge
+# (over 200 files only warns); fix the bug, then copy the input into
 # fuzz/regressions/<target>/ under a name that says what it was: the replay test
 # (tests/it/fuzz_corpus.rs) keeps it fixed, and the fuzzer starts from it too, but the corpus
 # merge never drops it. Each run's libFuzzer output goes to fuzz/logs/<target>.log (not
@@ -79,9 +80,13 @@ for t in "${targets[@]}"; do
     files=$(find "corpus/$t" -type f | wc -l)
     bytes=$(du -sb "corpus/$t" | cut -f1)
     echo "    corpus: $files files, $bytes bytes"
-    if ((files > max_files || bytes > max_bytes)); then
-        echo "    corpus/$t is over $max_files files or $max_bytes bytes"
+    # Size fails the run; the count only warns: the clients file target alone reaches some 4,600
+    # edges of toml's parser, and keeps about 640 small files for them.
+    if ((bytes > max_bytes)); then
+        echo "    corpus/$t is over $max_bytes bytes"
         failed+=("$t")
+    elif ((files > max_files)); then
+        echo "    warning: corpus/$t holds more than $max_files files"
     fi
 done
 if ((${#failed[@]})); then
