@@ -28,7 +28,10 @@ fn every_corpus_input_keeps_its_targets_promises() {
         "a corpus for every target, and a target for every corpus"
     );
     for dir in dirs(&fuzz.join("regressions")) {
-        assert!(known.contains(&dir.as_str()), "regressions/{dir} names no target");
+        assert!(
+            known.contains(&dir.as_str()),
+            "regressions/{dir} names no target"
+        );
     }
     for (name, check) in TARGETS {
         let mut inputs = 0;
