@@ -244,8 +244,9 @@ pub fn scrub_query(query: &str) -> Option<String> {
 
 fn is_legacy_param(pair: &str) -> bool {
     let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-    // Decoding never makes a name longer, and the shortest legacy name has 7 characters.
-    if name.len() < 7 || name.len() > 64 {
+    // Decoding never makes a name longer, nor more than three times shorter (`%5F` is `_`): the
+    // shortest legacy name has 7 characters, the longest 23, so 69 when every byte is escaped.
+    if name.len() < 7 || name.len() > 3 * 23 {
         return false;
     }
     if !name.bytes().any(|b| b == b'%' || b == b'+') {
@@ -296,6 +297,12 @@ mod tests {
         assert_eq!(scrub_query("api%5Fkey=s&k=v").as_deref(), Some("k=v"));
         assert_eq!(scrub_query("api_key").as_deref(), Some(""));
         assert_eq!(scrub_query("a&&b"), None);
+        // Every byte of the longest names escaped (69 characters) is still a legacy name.
+        for name in ["parent_account_password", "parent_account_api_key"] {
+            let escaped: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
+            let query = format!("{escaped}=s&k=v");
+            assert_eq!(scrub_query(&query).as_deref(), Some("k=v"), "{query}");
+        }
         assert_eq!(
             scrub_query("admin_user_password=1&parent_account_api_key=2&parent_account_password=3&admin_user_api_key=4&account_password=5&z=1").as_deref(),
             Some("z=1")

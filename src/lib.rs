@@ -23,7 +23,9 @@
 //! 8. [`gateway`]: gateway clients: the clients file, authentication, policy, API-method
 //!    detection.
 //! 9. [`upstream`] (the pooled rustls client and the classification of its failures), [`tls`]
-//!    (inbound TLS), [`admin`] (`/healthz`, `/readyz`, `/metrics`).
+//!    (inbound TLS), [`admin`] (`/healthz`, `/readyz`, `/metrics`); [`fuzzing`] (hidden: the fuzz
+//!    targets' property checks over everything that parses untrusted input, shared by `fuzz/`
+//!    and the corpus replay test).
 //! 10. [`proxy`]: one request as a pipeline of the contract's checks, the forward, the access log.
 //! 11. [`systemd`], [`reload`] (SIGHUP and file watching), [`server`] (listeners, connections,
 //!     graceful shutdown).
@@ -51,6 +53,8 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod headers;
 pub mod limits;

@@ -3,8 +3,9 @@
 //!
 //! Only `/platform_api` and paths below it are forwarded, optionally behind `/accounts/<id>/`;
 //! `CONNECT` is 405, an absolute-form target for another host 403 `open_proxy`, anything else
-//! 404. A path the upstream could read differently than voxproxy (a dot segment, a percent-encoded
-//! `/` or `\`) is 400, so API method detection and policy read the same path the upstream will.
+//! 404. A path the upstream could read differently than voxproxy (a dot segment, a `\`, a
+//! percent-encoded `/` or `\`) is 400, so API method detection and policy read the same path the
+//! upstream will.
 
 use std::borrow::Cow;
 
@@ -61,9 +62,10 @@ pub fn check<'a>(parts: &'a Parts, upstream: &Upstream) -> Result<ApiTarget<'a>,
     })
 }
 
-/// 404 for a path voxproxy does not forward.
+/// 404 for a path voxproxy does not forward. The path is shown without control characters: a
+/// path may hold any UTF-8, C1 controls (a terminal's CSI) included.
 pub fn not_found(path: &str) -> ProxyError {
-    let shown: String = path.chars().take(100).collect();
+    let shown: String = path.chars().filter(|c| !c.is_control()).take(100).collect();
     ProxyError::new(
         ErrorKind::NotFound,
         format!(
@@ -283,6 +285,12 @@ mod tests {
         assert_eq!(kind("GET", "/platform_api").unwrap().2, None);
         assert_eq!(kind("GET", "/platform_api/").unwrap().2, None);
         assert_eq!(kind("GET", "/other"), Err(ErrorKind::NotFound));
+        let p = parts("GET", "/other%C2%9B/\u{9b}31m", Version::HTTP_11);
+        let e = check(&p, &upstream()).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "/other%C2%9B/31m is not forwarded: only /platform_api and paths below it are (optionally behind /accounts/<id>/)"
+        );
         assert_eq!(
             kind("CONNECT", "api.voximplant.com:443"),
             Err(ErrorKind::ConnectNotSupported)
@@ -319,6 +327,8 @@ mod tests {
             "/accounts/5/platform_api/x/%2E/",
             "/platform_api/GetAccountInfo\\..\\DelUser/",
             "/platform_api/a\\b",
+            "/platform_api/GetAccountInfo/..\\DelUser/",
+            "/platform_api/GetAccountInfo\\",
         ] {
             assert_eq!(kind("GET", bad), Err(ErrorKind::BadRequest), "{bad}");
         }

@@ -44,10 +44,10 @@ const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
 
 /// A refusal: the metric reason, the client when known, and the message for the client.
 #[derive(Debug)]
-struct Refusal {
-    reason: &'static str,
+pub(crate) struct Refusal {
+    pub(crate) reason: &'static str,
     client: Option<Arc<str>>,
-    msg: String,
+    pub(crate) msg: String,
 }
 
 fn refusal(reason: &'static str, msg: impl Into<String>) -> Refusal {
@@ -83,7 +83,7 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn authenticate_at(
+pub(crate) fn authenticate_at(
     set: &ClientSet,
     headers: &HeaderMap,
     peer_cert: Option<&CertificateDer<'static>>,
@@ -274,7 +274,7 @@ fn signer_of<'a>(
 }
 
 /// A refusal's metric reason and message, before the client is attached.
-type Why = (&'static str, String);
+pub(crate) type Why = (&'static str, String);
 
 /// The claims of a JWT whose signature verifies with `key` and whose `exp` has not passed.
 fn decode(
@@ -310,7 +310,7 @@ fn decode(
 
 /// `iat` and `exp` as the contract wants them (not expired, `iat` at most 60 s ahead, a lifetime
 /// of at most 3600 s) and `iss` an account id: the account it names and the expiry.
-fn check_claims(
+pub(crate) fn check_claims(
     claims: &serde_json::Map<String, serde_json::Value>,
     now: i64,
 ) -> Result<(Option<AccountId>, i64), Why> {
@@ -331,17 +331,17 @@ fn check_claims(
             "iat_in_future",
             format!(
                 "the app JWT is issued {} s in the future (at most {MAX_IAT_AHEAD} s allowed); check the app host's clock",
-                iat - now
+                iat.saturating_sub(now)
             ),
         ));
     }
-    if exp - iat > MAX_LIFETIME {
+    // Saturating: a NumericDate such as -1e300 reads as i64::MIN, and a wrapped difference
+    // would pass for a short lifetime.
+    let lifetime = exp.saturating_sub(iat);
+    if lifetime > MAX_LIFETIME {
         return Err((
             "lifetime_too_long",
-            format!(
-                "the app JWT lives {} s (exp - iat); at most {MAX_LIFETIME} s allowed",
-                exp - iat
-            ),
+            format!("the app JWT lives {lifetime} s (exp - iat); at most {MAX_LIFETIME} s allowed"),
         ));
     }
     let account = AccountId::from_json(claims.get("iss")).map_err(|_| {

@@ -51,7 +51,7 @@ pub enum ClientsError {
         reason: String,
     },
     /// A problem with one client as a whole.
-    #[error("clients file {}: client `{client}`: {reason}", path.display())]
+    #[error("clients file {}: client `{}`: {reason}", path.display(), printable(client))]
     Client {
         /// The file.
         path: PathBuf,
@@ -61,7 +61,7 @@ pub enum ClientsError {
         reason: String,
     },
     /// A problem with one field of one client.
-    #[error("clients file {}: client `{client}`: field `{field}`: {reason}", path.display())]
+    #[error("clients file {}: client `{}`: field `{field}`: {reason}", path.display(), printable(client))]
     Field {
         /// The file.
         path: PathBuf,
@@ -314,13 +314,33 @@ impl ClientSet {
     }
 }
 
-/// A parser message on one line (the contract: errors print as one line).
+/// A parser message on one line (the contract: errors print as one line): its lines joined, and
+/// any control character left (a lone `\r`, one inside a quoted value) escaped.
 pub(crate) fn one_line(msg: &str) -> String {
-    msg.lines()
+    let joined = msg
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    printable(&joined)
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), so a name or value taken from the file
+/// cannot break an error message over lines.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn same_name(a: &ServerName<'_>, b: &ServerName<'_>) -> bool {
@@ -372,7 +392,9 @@ impl FileDoc {
             let line = e.inner().span().map_or(1, |s| {
                 text[..s.start.min(text.len())].matches('\n').count() + 1
             });
-            let segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
+            // A client's name is a TOML key: a quoted one may hold any character.
+            let segments: Vec<String> =
+                e.path().iter().map(|s| printable(&s.to_string())).collect();
             let reason = one_line(e.inner().message());
             let what = match segments.as_slice() {
                 [c, client, field, ..]
@@ -800,6 +822,23 @@ read_only = true
             "another client has the same name in another letter case",
         ),
         ("[clients.a]\ntls_name = \"a.x\"\n[clients.a]\n", "line 3"),
+        // Names and values from the file never break the message over lines.
+        (
+            "[clients.\"a\\nb\"]\nstatic_key_sha256 = \"{H}\"",
+            "client `a\\nb`: a name holds only",
+        ),
+        (
+            "[clients.\"a\\r\\nb\"]\nfoo = 1",
+            "client `a\\r\\nb`: unknown field `foo`",
+        ),
+        (
+            "[clients.\"a\\u001b\"]\nrate = 1",
+            "client `a\\u{1b}`: field `rate`: invalid type",
+        ),
+        (
+            "[clients.a]\ntls_name = \"a\\rb\"",
+            "`a\\rb` is not a valid DNS name",
+        ),
     ];
 
     #[test]
@@ -814,7 +853,7 @@ read_only = true
                 "{err}"
             );
             assert!(err.contains(want), "{text}\n→ {err}\nwanted {want}");
-            assert!(!err.contains('\n'), "one line: {err}");
+            assert!(!err.contains(['\n', '\r']), "one line: {err}");
         }
     }
 

@@ -31,12 +31,12 @@ pub struct Detected {
 
 /// What kind of body may hold `cmd`.
 #[derive(Debug, PartialEq)]
-enum Form {
+pub(crate) enum Form {
     Urlencoded,
     Multipart(Vec<u8>),
 }
 
-fn form_kind(headers: &http::HeaderMap) -> Option<Form> {
+pub(crate) fn form_kind(headers: &http::HeaderMap) -> Option<Form> {
     let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let mut parts = ct.split(';');
     let media = parts.next()?.trim();
@@ -59,6 +59,15 @@ fn form_kind(headers: &http::HeaderMap) -> Option<Form> {
         (!value.is_empty() && value.len() <= 200)
             .then(|| Form::Multipart(value.as_bytes().to_vec()))
     })
+}
+
+/// Every `cmd` of a body's bytes, as [`detect`] reads them; with `complete` false the data may
+/// end anywhere, and whatever it cuts short is left out.
+pub(crate) fn cmds_of(kind: &Form, data: &[u8], complete: bool) -> Vec<String> {
+    match kind {
+        Form::Urlencoded => cmds_from_form(data, complete),
+        Form::Multipart(boundary) => cmds_from_multipart(data, boundary, complete),
+    }
 }
 
 /// Every `cmd` field of multipart data (raw values, no decoding). With `complete` false, a part
@@ -178,22 +187,25 @@ fn part_name(headers: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// Read up to [`BODY_WINDOW`] bytes: the frames read, the bytes seen (at most the window),
-/// whether the body ended, and the error that stopped it, if any.
-async fn read_window(body: &mut Body) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool, Option<BoxError>) {
+/// Read up to `window` bytes: the frames read, the bytes seen (at most the window), whether the
+/// body ended, and the error that stopped it, if any.
+async fn read_window(
+    body: &mut Body,
+    window: usize,
+) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool, Option<BoxError>) {
     let mut frames = VecDeque::new();
     let mut seen = Vec::new();
     if body.is_end_stream() {
         return (frames, seen, true, None);
     }
-    while seen.len() < BODY_WINDOW {
+    while seen.len() < window {
         match body.frame().await {
             None => return (frames, seen, true, None),
             Some(Err(e)) => return (frames, seen, false, Some(e)),
             Some(Ok(frame)) => {
                 let trailers = frame.is_trailers();
                 if let Some(data) = frame.data_ref() {
-                    let take = data.len().min(BODY_WINDOW - seen.len());
+                    let take = data.len().min(window - seen.len());
                     seen.extend_from_slice(&data[..take]);
                 }
                 frames.push_back(frame);
@@ -212,7 +224,18 @@ async fn read_window(body: &mut Body) -> (VecDeque<Frame<Bytes>>, Vec<u8>, bool,
 pub async fn detect(
     parts: &http::request::Parts,
     path_method: Option<&str>,
+    body: Body,
+) -> Detected {
+    detect_within(parts, path_method, body, BODY_WINDOW).await
+}
+
+/// [`detect`] with a window of `window` bytes (the fuzz checks use small ones, to put the
+/// window's edge anywhere in a small body).
+pub(crate) async fn detect_within(
+    parts: &http::request::Parts,
+    path_method: Option<&str>,
     mut body: Body,
+    window: usize,
 ) -> Detected {
     let mut found: Vec<(&'static str, String)> = Vec::new();
     if let Some(m) = path_method {
@@ -228,17 +251,17 @@ pub async fn detect(
     let body = match form_kind(&parts.headers) {
         None => body,
         Some(kind) => {
-            let (frames, seen, ended, error) = read_window(&mut body).await;
-            let complete = ended && error.is_none();
-            let cmds = match &kind {
-                Form::Urlencoded => cmds_from_form(&seen, complete),
-                Form::Multipart(boundary) => cmds_from_multipart(&seen, boundary, complete),
-            };
-            found.extend(cmds.into_iter().map(|c| ("the body's cmd", c)));
+            let (frames, seen, ended, error) = read_window(&mut body, window).await;
             let buffered: u64 = frames
                 .iter()
                 .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
                 .sum();
+            // The body is read whole only when it ended within the window: a last frame that
+            // crossed it (a body that came in one piece) was cut, and what was cut off could
+            // finish a method name that reads complete without it.
+            let complete = ended && error.is_none() && seen.len() as u64 == buffered;
+            let cmds = cmds_of(&kind, &seen, complete);
+            found.extend(cmds.into_iter().map(|c| ("the body's cmd", c)));
             Replay {
                 frames,
                 buffered,

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["target"],
     &["metrics", "limits"],
     &["gateway"],
-    &["upstream", "tls", "admin"],
+    &["upstream", "tls", "admin", "fuzzing"],
     &["proxy"],
     &["systemd", "reload", "server"],
     &["cli", "logging", "cmd"],

@@ -12,6 +12,7 @@ mod deploy;
 mod docs;
 mod failures;
 mod forwarding;
+mod fuzz_corpus;
 mod gateway;
 mod hostile;
 mod interop;

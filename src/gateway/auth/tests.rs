@@ -219,6 +219,14 @@ fn every_bad_app_jwt_is_refused_with_its_reason() {
             "bad_iss",
             f.app.sign("kid-billing", claims(json!(0), NOW, NOW + 60)),
         ),
+        // An iat of -1e300 is i64::MIN seconds: the lifetime must not wrap to a short one.
+        (
+            "lifetime_too_long",
+            f.app.sign(
+                "kid-billing",
+                json!({"iss": 5, "iat": -1e300, "exp": NOW + 60}),
+            ),
+        ),
         ("bad_jwt", "not-a-jwt".to_owned()),
         ("bad_jwt", "a.b.c".to_owned()),
     ];

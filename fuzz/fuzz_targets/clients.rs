@@ -1,0 +1,5 @@
+//! Fuzz target `clients`: the checks are [`voxproxy::fuzzing::clients`], shared with the corpus replay
+//! test (tests/it/fuzz_corpus.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| voxproxy::fuzzing::clients(data));

@@ -1,0 +1,5 @@
+//! Fuzz target `method`: the checks are [`voxproxy::fuzzing::method`], shared with the corpus replay
+//! test (tests/it/fuzz_corpus.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| voxproxy::fuzzing::method(data));
