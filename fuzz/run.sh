@@ -81,7 +81,7 @@ for t in "${targets[@]}"; do
     bytes=$(du -sb "corpus/$t" | cut -f1)
     echo "    corpus: $files files, $bytes bytes"
     # Size fails the run; the count only warns: the clients file target alone reaches some 4,600
-    # edges of toml's parser, and keeps about 640 small files for them.
+    # edges of toml's parser, and keeps about 660 small files for them.
     if ((bytes > max_bytes)); then
         echo "    corpus/$t is over $max_bytes bytes"
         failed+=("$t")
