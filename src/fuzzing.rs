@@ -76,7 +76,8 @@ static UPSTREAM: LazyLock<Upstream> = LazyLock::new(|| {
     config::parse_upstream("https://127.0.0.1:8443").expect("a valid upstream URL")
 });
 
-/// The contract's legacy credential parameters.
+/// The contract's legacy credential parameters, written out again on purpose: the oracle must not
+/// read `headers`' own list, or dropping a name there would go unnoticed.
 const LEGACY: [&str; 7] = [
     "api_key",
     "account_password",
