@@ -127,6 +127,28 @@ fn expected_query(query: Option<&str>) -> Option<String> {
     (!kept.is_empty()).then_some(kept)
 }
 
+/// A refused target has the contract's cause for its refusal, and a message without controls.
+fn refused_for_its_cause(
+    e: &crate::error::ProxyError,
+    parts: &http::request::Parts,
+    split: Option<(Option<&str>, &str)>,
+) {
+    let path = parts.uri.path();
+    match e.kind {
+        ErrorKind::ConnectNotSupported => assert_eq!(parts.method, Method::CONNECT),
+        ErrorKind::OpenProxy => {
+            assert!(parts.version != Version::HTTP_2 && parts.uri.authority().is_some());
+        }
+        ErrorKind::NotFound => assert_eq!(split, None, "404 for {path:?}"),
+        ErrorKind::BadRequest => {
+            let (_, api_path) = split.expect("400 only for a path under /platform_api");
+            assert!(escapes(api_path).is_some(), "400 for a sound path {path:?}");
+        }
+        other => panic!("the target check answered {other:?} for {path:?}"),
+    }
+    assert!(!has_control(&e.msg), "{:?}", e.msg);
+}
+
 /// The request target check, the API method from the path and the upstream URI.
 ///
 /// Input: one byte of flags (bits 0-1 the method: GET, POST, CONNECT, DELETE; bit 2 HTTP/2),
@@ -166,22 +188,7 @@ pub fn target(data: &[u8]) {
     let split = target::split_account_prefix(path);
     let checked = match target::check(&parts, upstream) {
         Ok(checked) => checked,
-        Err(e) => {
-            match e.kind {
-                ErrorKind::ConnectNotSupported => assert_eq!(method, Method::CONNECT),
-                ErrorKind::OpenProxy => {
-                    assert!(version != Version::HTTP_2 && parts.uri.authority().is_some());
-                }
-                ErrorKind::NotFound => assert_eq!(split, None, "404 for {path:?}"),
-                ErrorKind::BadRequest => {
-                    let (_, api_path) = split.expect("400 only for a path under /platform_api");
-                    assert!(escapes(api_path).is_some(), "400 for a sound path {path:?}");
-                }
-                other => panic!("the target check answered {other:?} for {path:?}"),
-            }
-            assert!(!has_control(&e.msg), "{:?}", e.msg);
-            return;
-        }
+        Err(e) => return refused_for_its_cause(&e, &parts, split),
     };
     assert_ne!(method, Method::CONNECT);
     if version != Version::HTTP_2
@@ -328,50 +335,18 @@ pub fn account(data: &[u8]) {
     if let Some(v) = &authorization {
         headers.insert(header::AUTHORIZATION, v.clone());
     }
-    let jwt = match (flags >> 4) & 3 {
-        0 => JwtIss::Unverified,
-        1 => JwtIss::Verified(None),
-        2 => JwtIss::Verified(Some(id(7))),
-        _ => JwtIss::Ignored,
-    };
-    let who = Requester {
-        jwt,
-        default: (flags & 64 != 0).then(|| id(9)),
-    };
+    let who = requester(flags);
     let fallback = id(1);
 
-    // The unverified iss: what the contract reads of a JWT built around the payload.
-    let iss = account::iss_of(authorization.as_ref());
-    if built_jwt && authorization.is_some() && auth_raw.len() <= 12 * 1024 {
-        assert_eq!(
-            iss.clone().map_err(drop),
-            payload_iss(auth_raw),
-            "iss of {auth_raw:?}"
-        );
-    }
-    if matches!(iss, Ok(Some(_))) {
-        let token = authorization
-            .as_ref()
-            .and_then(crate::headers::bearer_token)
-            .expect("an iss comes from a Bearer token");
-        assert_eq!(token.matches('.').count(), 2, "{token:?}");
-    }
+    let iss = unverified_iss(authorization.as_ref(), auth_raw, built_jwt);
 
-    // The account: the first source that names one, in the contract's order.
-    let named: Option<Result<AccountId, ()>> = match (&prefix, &account_header) {
-        (Some(p), _) => Some(parse_id(p.trim()).ok_or(())),
-        (None, Some(v)) => Some(v.to_str().ok().and_then(|s| parse_id(s.trim())).ok_or(())),
-        (None, None) => None,
-    };
-    let want: Result<AccountId, ()> = match named {
-        Some(named) => named,
-        None => match jwt {
-            JwtIss::Unverified => iss.clone().map_err(drop),
-            JwtIss::Verified(iss) => Ok(iss),
-            JwtIss::Ignored => Ok(None),
-        }
-        .map(|iss| iss.or(who.default).unwrap_or(fallback)),
-    };
+    let want = expected_account(
+        prefix.as_deref(),
+        account_header.as_ref(),
+        &iss,
+        who,
+        fallback,
+    );
     match rules.choose(prefix.as_deref(), &headers, who, fallback) {
         Ok(account) => {
             assert_eq!(Ok(account), want);
@@ -387,15 +362,26 @@ pub fn account(data: &[u8]) {
     }
 
     claims(auth_raw);
-
-    // Client authentication: only the static key gets in (nobody holds the app's key).
     if flags & 128 != 0
         && let Some(v) = value(proxy_raw)
     {
         headers.insert(header::PROXY_AUTHORIZATION, v);
     }
+    let token = built_jwt
+        .then(|| {
+            authorization
+                .as_ref()
+                .and_then(crate::headers::bearer_token)
+        })
+        .flatten();
+    only_the_static_key_authenticates(&headers, token);
+}
+
+/// Client authentication: only the static key gets in (nobody holds the app's key), and a
+/// refusal never echoes the key or `built_token`.
+fn only_the_static_key_authenticates(headers: &HeaderMap, built_token: Option<&str>) {
     let proxy = headers.get(header::PROXY_AUTHORIZATION).cloned();
-    match auth::authenticate_at(&CLIENTS, &headers, None, NOW) {
+    match auth::authenticate_at(&CLIENTS, headers, None, NOW) {
         Ok(identity) => {
             assert!(proxy.is_some(), "authenticated without the static key");
             assert_eq!(&*identity.client.name, "keyed");
@@ -412,15 +398,74 @@ pub fn account(data: &[u8]) {
             assert!(!refusal.msg.contains(STATIC_KEY));
             // A built JWT (`e30.<payload>.sig`) cannot appear in a message by chance; a raw
             // value might spell out words of one.
-            if built_jwt
-                && let Some(token) = authorization
-                    .as_ref()
-                    .and_then(crate::headers::bearer_token)
-            {
+            if let Some(token) = built_token {
                 assert!(!refusal.msg.contains(token), "{}", refusal.msg);
             }
         }
     }
+}
+
+/// Who asks, by flags bits 4-5 (how the JWT counts: unverified, verified without and with an
+/// `iss`, ignored) and bit 6 (a client default account).
+fn requester(flags: u8) -> Requester {
+    let jwt = match (flags >> 4) & 3 {
+        0 => JwtIss::Unverified,
+        1 => JwtIss::Verified(None),
+        2 => JwtIss::Verified(Some(id(7))),
+        _ => JwtIss::Ignored,
+    };
+    Requester {
+        jwt,
+        default: (flags & 64 != 0).then(|| id(9)),
+    }
+}
+
+/// The account the contract's order of sources gives: the first one that names one.
+fn expected_account(
+    prefix: Option<&str>,
+    account_header: Option<&HeaderValue>,
+    iss: &Result<Option<AccountId>, String>,
+    who: Requester,
+    fallback: AccountId,
+) -> Result<AccountId, ()> {
+    // The account: the first source that names one, in the contract's order.
+    let named: Option<Result<AccountId, ()>> = match (prefix, account_header) {
+        (Some(p), _) => Some(parse_id(p.trim()).ok_or(())),
+        (None, Some(v)) => Some(v.to_str().ok().and_then(|s| parse_id(s.trim())).ok_or(())),
+        (None, None) => None,
+    };
+    match named {
+        Some(named) => named,
+        None => match who.jwt {
+            JwtIss::Unverified => iss.clone().map_err(drop),
+            JwtIss::Verified(iss) => Ok(iss),
+            JwtIss::Ignored => Ok(None),
+        }
+        .map(|iss| iss.or(who.default).unwrap_or(fallback)),
+    }
+}
+
+/// The unverified iss: what the contract reads of a JWT built around the payload `auth_raw`.
+fn unverified_iss(
+    authorization: Option<&HeaderValue>,
+    auth_raw: &[u8],
+    built_jwt: bool,
+) -> Result<Option<AccountId>, String> {
+    let iss = account::iss_of(authorization);
+    if built_jwt && authorization.is_some() && auth_raw.len() <= 12 * 1024 {
+        assert_eq!(
+            iss.clone().map_err(drop),
+            payload_iss(auth_raw),
+            "iss of {auth_raw:?}"
+        );
+    }
+    if matches!(iss, Ok(Some(_))) {
+        let token = authorization
+            .and_then(crate::headers::bearer_token)
+            .expect("an iss comes from a Bearer token");
+        assert_eq!(token.matches('.').count(), 2, "{token:?}");
+    }
+    iss
 }
 
 /// A NumericDate as the contract reads it, widened so the checks below cannot overflow.
@@ -525,6 +570,45 @@ fn agreed(cmds: &[String]) -> Result<Option<String>, ErrorKind> {
     }
 }
 
+/// The body's content type, by flags bits 0-1: urlencoded, multipart with boundary `b`, with a
+/// fuzzed boundary, or fuzzed whole. `None` when it is not a header value.
+fn content_type(flags: u8, input: &mut Input<'_>) -> Option<HeaderValue> {
+    let content_type: Cow<'_, str> = match flags & 3 {
+        0 => "application/x-www-form-urlencoded".into(),
+        1 => "multipart/form-data; boundary=b".into(),
+        2 => {
+            let n = input.byte();
+            let boundary = String::from_utf8_lossy(input.take(n.into()));
+            format!("multipart/form-data; boundary={boundary}").into()
+        }
+        _ => {
+            let n = input.byte();
+            String::from_utf8_lossy(input.take(n.into()))
+                .into_owned()
+                .into()
+        }
+    };
+    HeaderValue::from_str(&content_type).ok()
+}
+
+/// `whole` cut at the fuzzed offsets (each taken modulo its length + 1, sorted): the offsets and
+/// the chunks.
+fn split(whole: &Bytes, cuts: &[u16]) -> (Vec<usize>, Vec<Bytes>) {
+    let mut offsets: Vec<usize> = cuts
+        .iter()
+        .map(|c| usize::from(*c) % (whole.len() + 1))
+        .collect();
+    offsets.sort_unstable();
+    let mut chunks = Vec::with_capacity(offsets.len() + 1);
+    let mut start = 0;
+    for &cut in &offsets {
+        chunks.push(whole.slice(start..cut));
+        start = cut;
+    }
+    chunks.push(whole.slice(start..));
+    (offsets, chunks)
+}
+
 /// API-method detection ([`method::detect`]) over urlencoded and multipart bodies.
 ///
 /// Input: one byte of flags (bits 0-1 the content type: urlencoded, multipart with boundary
@@ -541,22 +625,7 @@ pub fn method(data: &[u8]) {
     let flags = input.byte();
     let count = input.byte() % 9;
     let cuts: Vec<u16> = (0..count).map(|_| input.u16()).collect();
-    let content_type: Cow<'_, str> = match flags & 3 {
-        0 => "application/x-www-form-urlencoded".into(),
-        1 => "multipart/form-data; boundary=b".into(),
-        2 => {
-            let n = input.byte();
-            let boundary = String::from_utf8_lossy(input.take(n.into()));
-            format!("multipart/form-data; boundary={boundary}").into()
-        }
-        _ => {
-            let n = input.byte();
-            String::from_utf8_lossy(input.take(n.into()))
-                .into_owned()
-                .into()
-        }
-    };
-    let Ok(content_type) = HeaderValue::from_str(&content_type) else {
+    let Some(content_type) = content_type(flags, &mut input) else {
         return;
     };
     let whole = Bytes::copy_from_slice(input.rest());
@@ -574,18 +643,7 @@ pub fn method(data: &[u8]) {
         .into_parts();
     parts.headers.insert(header::CONTENT_TYPE, content_type);
     let form = method::form_kind(&parts.headers);
-    let mut offsets: Vec<usize> = cuts
-        .iter()
-        .map(|c| usize::from(*c) % (whole.len() + 1))
-        .collect();
-    offsets.sort_unstable();
-    let mut chunks = Vec::with_capacity(offsets.len() + 1);
-    let mut start = 0;
-    for &cut in &offsets {
-        chunks.push(whole.slice(start..cut));
-        start = cut;
-    }
-    chunks.push(whole.slice(start..));
+    let (offsets, chunks) = split(&whole, &cuts);
 
     let (one, forwarded) = detect(&parts, vec![whole.clone()], window);
     assert!(forwarded == whole, "the body changed on its way");
