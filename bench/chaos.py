@@ -16,7 +16,6 @@ import argparse
 import ipaddress
 import json
 import os
-import resource
 import selectors
 import socket
 import ssl
@@ -29,7 +28,7 @@ import urllib.parse
 # Import the other bench scripts without leaving a __pycache__ in the tree.
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_conns import fds, rss, tree  # noqa: E402 - the same /proc readings as the idle bench
+from idle_conns import fds, proc_entries, raise_nofile, rss  # noqa: E402 - the same /proc readings as the idle bench
 from load import Reader, build_request  # noqa: E402 - the same HTTP/1.1 client as load.py
 
 MAX_CONNS = 20_000
@@ -43,12 +42,6 @@ def loopback_addr(text):
     if not ipaddress.ip_address(host).is_loopback:
         sys.exit(f"{text}: only loopback addresses")
     return host, int(port)
-
-
-def raise_nofile(need):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
 
 
 def pct(values, p):
@@ -363,16 +356,6 @@ def cmd_nonread(args):
 
 
 # --- sample: RSS, descriptors, threads of a process tree ------------------------------------------
-def threads_of(pid):
-    n = 0
-    for p in tree(pid):
-        try:
-            n += len(os.listdir(f"/proc/{p}/task"))
-        except OSError:
-            pass
-    return n
-
-
 def client_conns(port):
     """Established connections whose server end is `port` and still held by a process."""
     return sum(1 for (local, remote), (inode, _, _) in tcp_table().items()
@@ -380,7 +363,8 @@ def client_conns(port):
 
 
 def snapshot(pid, port=None):
-    out = {"t": round(time.time(), 3), "rss_kib": rss(pid), "fds": fds(pid), "threads": threads_of(pid)}
+    out = {"t": round(time.time(), 3), "rss_kib": rss(pid), "fds": fds(pid),
+           "threads": proc_entries(pid, "task")}
     if port:
         out["client_conns"] = client_conns(port)
     return out

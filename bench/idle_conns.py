@@ -82,24 +82,31 @@ def pss(pid):
     return sum(rollup_kib(p, "Pss") for p in tree(pid))
 
 
-def fds(pid):
-    """Open descriptors of the tree (after the connections close, sockets still open would mean
-    the proxy has not dropped them: held connections, not allocator retention)."""
+def proc_entries(pid, sub):
+    """Entries of /proc/<p>/<sub> summed over the tree ("fd": open descriptors, "task": threads);
+    a process that exits meanwhile counts 0."""
     n = 0
     for p in tree(pid):
         try:
-            n += len(os.listdir(f"/proc/{p}/fd"))
+            n += len(os.listdir(f"/proc/{p}/{sub}"))
         except OSError:
             pass
     return n
 
 
-def raise_nofile(pid, need):
-    """Make sure this process and the proxy's processes may hold `need` descriptors."""
+def fds(pid):
+    """Open descriptors of the tree (after the connections close, sockets still open would mean
+    the proxy has not dropped them: held connections, not allocator retention)."""
+    return proc_entries(pid, "fd")
+
+
+def raise_nofile(need, pid=None):
+    """Make sure this process (and the tree of `pid`, when given: the proxy's processes) may hold
+    `need` descriptors."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
-    for p in tree(pid):
+    for p in tree(pid) if pid is not None else ():
         try:
             soft, hard = resource.prlimit(p, resource.RLIMIT_NOFILE)
             if soft < need:
@@ -154,7 +161,7 @@ def main():
     counts = sorted(int(c) for c in args.counts.split(",") if c.strip())
     if not counts or counts[-1] > 50_000:
         sys.exit("--counts: between 1 and 50000 connections")
-    raise_nofile(args.pid, counts[-1] + 1024)
+    raise_nofile(counts[-1] + 1024, args.pid)
     request = (f"GET {args.path} HTTP/1.1\r\nHost: {args.addr}\r\n"
                "Connection: keep-alive\r\n\r\n").encode()
 
