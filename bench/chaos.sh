@@ -94,12 +94,7 @@ if [[ -z $VOXPROXY_SRC ]]; then
     VOXPROXY_SRC=$ROOT/target/release/voxproxy
 fi
 
-WORK=$(mktemp -d /tmp/voxproxy-chaos.XXXXXX)
-chmod 755 "$WORK" # nginx's workers run as an unprivileged user
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-cp "$VOXPROXY_SRC" "$WORK/voxproxy"
-VOXPROXY=$WORK/voxproxy
+bench_workdir chaos
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
 CHAOS=(python3 "$ROOT/bench/chaos.py")

@@ -93,12 +93,7 @@ VOXPROXY_SRC=${BENCH_VOXPROXY:-$TARGET_DIR/release/voxproxy}
     exit 1
 }
 
-WORK=$(mktemp -d /tmp/voxproxy-instr.XXXXXX)
-chmod 755 "$WORK"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-cp "$VOXPROXY_SRC" "$WORK/voxproxy"
-VOXPROXY=$WORK/voxproxy
+bench_workdir instr
 make_keys
 
 pin() { # CPUS CMD...

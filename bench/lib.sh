@@ -88,6 +88,17 @@ bench_cleanup() {
     fi
 }
 
+# The run's work directory $WORK (removed on exit unless BENCH_KEEP_WORK=1) and in it a copy of
+# $VOXPROXY_SRC as $VOXPROXY: what is measured cannot change under the run (a rebuild, a commit).
+bench_workdir() { # NAME
+    WORK=$(mktemp -d "/tmp/voxproxy-$1.XXXXXX")
+    chmod 755 "$WORK" # nginx's workers run as an unprivileged user
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+    cp "$VOXPROXY_SRC" "$WORK/voxproxy"
+    VOXPROXY=$WORK/voxproxy
+}
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -53,12 +53,7 @@ if [[ -z ${BENCH_VOXPROXY:-} ]]; then
 fi
 VOXPROXY_SRC=${BENCH_VOXPROXY:-$ROOT/target/release/voxproxy}
 
-WORK=$(mktemp -d /tmp/voxproxy-limits.XXXXXX)
-chmod 755 "$WORK" # nginx's workers run as an unprivileged user
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-cp "$VOXPROXY_SRC" "$WORK/voxproxy"
-VOXPROXY=$WORK/voxproxy
+bench_workdir limits
 make_keys
 
 # --- the upstream and Redis (long-lived) -------------------------------------------------------

@@ -140,13 +140,7 @@ if [[ $UPSTREAM_KIND == hyper && ! -x $UPSTREAM_BIN_SRC ]]; then
     exit 1
 fi
 
-WORK=$(mktemp -d /tmp/voxproxy-bench.XXXXXX)
-chmod 755 "$WORK" # nginx's workers run as an unprivileged user
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-# Copies: what is measured cannot change under the run.
-cp "$VOXPROXY_SRC" "$WORK/voxproxy"
-VOXPROXY=$WORK/voxproxy
+bench_workdir bench
 if [[ $UPSTREAM_KIND == hyper ]]; then
     cp "$UPSTREAM_BIN_SRC" "$WORK/bench_upstream"
     UPSTREAM_BIN=$WORK/bench_upstream
