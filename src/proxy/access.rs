@@ -321,20 +321,19 @@ impl HttpBody for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = self.as_mut().project().inner.poll_frame(cx);
-        if polled.is_pending() {
+        let Poll::Ready(item) = &polled else {
             // A wait that goes on keeps its deadline: hyper polls again on every wake-up (the
             // deadline's own included), and re-arming then would never cut a stalled body.
             return self.wait(cx);
-        }
+        };
         let this = self.as_mut().project();
         if let Some(r) = this.record.as_ref()
             && std::mem::take(this.waiting)
         {
             r.conn.activity.upstream_wait_ends();
         }
-        match &polled {
-            Poll::Pending => {}
-            Poll::Ready(Some(Ok(frame))) => {
+        match item {
+            Some(Ok(frame)) => {
                 if let (Some(data), Some(r)) = (frame.data_ref(), this.record.as_mut()) {
                     r.bytes_out += data.len() as u64;
                 }
@@ -344,12 +343,12 @@ impl HttpBody for Tracked {
                     r.write(false);
                 }
             }
-            Poll::Ready(None) => {
+            None => {
                 if let Some(mut r) = this.record.take() {
                     r.write(false);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Some(Err(_)) => {
                 if let Some(mut r) = this.record.take() {
                     r.write(true);
                 }
@@ -379,13 +378,7 @@ mod tests {
             .unwrap()
             .into_parts();
         let seen = crate::headers::scan(&parts.headers, &crate::headers::REQUEST_ID);
-        let conn = Arc::new(ConnInfo {
-            admin: false,
-            proxy: true,
-            peer: super::super::conn::Peer::Unix,
-            peer_cert: None,
-            activity: Default::default(),
-        });
+        let conn = ConnInfo::plain();
         let metrics = Arc::new(Metrics::new(false));
         let mut record = Record::start(&metrics, false, true, (&parts, &seen), &conn);
         record.body_timeout = Some(timeout);

@@ -45,6 +45,20 @@ pub struct ConnInfo {
     pub activity: Activity,
 }
 
+#[cfg(test)]
+impl ConnInfo {
+    /// A proxy connection from a Unix socket, without a certificate, as tests need one.
+    pub(crate) fn plain() -> Arc<ConnInfo> {
+        Arc::new(ConnInfo {
+            admin: false,
+            proxy: true,
+            peer: Peer::Unix,
+            peer_cert: None,
+            activity: Activity::default(),
+        })
+    }
+}
+
 /// A connection's activity as its requests see it, for `client_idle_timeout`: a connection is
 /// idle when nothing happened on it for the timeout (no request began or ended, the client's
 /// socket took no response bytes: see [`Watched`]) while none of its requests waits on the
@@ -193,23 +207,13 @@ mod tests {
 
     use super::*;
 
-    fn conn() -> Arc<ConnInfo> {
-        Arc::new(ConnInfo {
-            admin: false,
-            proxy: true,
-            peer: Peer::Unix,
-            peer_cert: None,
-            activity: Activity::default(),
-        })
-    }
-
     fn events(c: &ConnInfo) -> u64 {
         c.activity.events.load(Ordering::Relaxed)
     }
 
     #[tokio::test]
     async fn bytes_the_client_takes_count_only_while_a_request_is_open() {
-        let info = conn();
+        let info = ConnInfo::plain();
         let (ours, mut theirs) = tokio::io::duplex(64);
         let mut io = Watched::new(ours, info.clone());
 
@@ -238,7 +242,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_resolves_between_one_and_two_timeouts_after_the_last_event() {
-        let info = conn();
+        let info = ConnInfo::plain();
         let t = Duration::from_secs(10);
         let start = tokio::time::Instant::now();
         info.activity.request_begins();
@@ -248,7 +252,7 @@ mod tests {
         assert!(waited >= t && waited <= 2 * t, "{waited:?}");
 
         // A request waiting on the upstream keeps the connection busy, however long.
-        let info = conn();
+        let info = ConnInfo::plain();
         info.activity.upstream_wait_begins();
         let idle = info.activity.idle(t);
         tokio::pin!(idle);
