@@ -179,16 +179,6 @@ async fn read_until_closed(io: &mut (impl AsyncRead + Unpin)) -> (u64, bool) {
     (total, ended.is_ok())
 }
 
-/// Whether request `id` has an access line yet (it ends when its response does).
-fn has_ended(proxy: &Voxproxy, id: &str) -> bool {
-    let needle = format!("\"request_id\":\"{id}\"");
-    proxy
-        .log
-        .all()
-        .iter()
-        .any(|l| l.contains("\"voxproxy::access\"") && l.contains(&needle))
-}
-
 /// Ten clients ask for a large download over one shared HTTP/2 upstream connection and read
 /// nothing. Filling their buffers takes a moment; after that, another client's requests are as
 /// fast as without them for as long as they stay stuck (until `client_idle_timeout`: 4 s here,
@@ -224,7 +214,7 @@ async fn clients_that_read_nothing_slow_no_one_else_over_an_http2_upstream() {
     );
     let ids: Vec<String> = (0..10).map(|i| format!("non-reader-{i}")).collect();
     assert!(
-        ids.iter().all(|id| !has_ended(&rig.proxy, id)),
+        ids.iter().all(|id| !rig.proxy.has_access_line(id)),
         "measured after the clients that read nothing were cut ({:?})",
         started.elapsed()
     );

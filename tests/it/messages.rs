@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use http::Request;
 use nix::sys::signal::Signal;
 
-use crate::support::Rig;
 use crate::support::certs::Creds;
 use crate::support::http::{body, get, send};
 use crate::support::process::{Voxproxy, command, run};
 use crate::support::upstream::Upstream;
+use crate::support::{Rig, add_static_key_client};
 
 #[test]
 fn a_missing_credentials_file_says_where_voxproxy_looked_and_what_to_do() {
@@ -114,21 +114,8 @@ async fn static_key_gateway(listen: &str) -> (Upstream, Voxproxy, String, tempfi
     let dir = tempfile::tempdir().unwrap();
     let creds = Creds::write(dir.path(), "credentials.json", 1_000_001);
     let clients = dir.path().join("clients.toml");
+    let key = add_static_key_client(&clients, &creds, "ci", &[]);
     let (clients_arg, creds_arg) = (clients.to_str().unwrap(), creds.path.to_str().unwrap());
-    let (code, key, err) = run(
-        &[
-            "client",
-            "add",
-            "ci",
-            "--static-key",
-            "--clients",
-            clients_arg,
-            "--credentials",
-            creds_arg,
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{err}");
     let upstream = Upstream::start(
         vec![(creds.key_id.clone(), creds.key.decoding_key())],
         Default::default(),
@@ -150,7 +137,7 @@ async fn static_key_gateway(listen: &str) -> (Upstream, Voxproxy, String, tempfi
         ],
         &[],
     );
-    (upstream, proxy, key.trim().to_owned(), dir)
+    (upstream, proxy, key, dir)
 }
 
 #[tokio::test]

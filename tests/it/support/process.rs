@@ -206,20 +206,29 @@ impl Voxproxy {
     /// after a few idle timeouts.
     pub async fn access_line(&self, id: &str) -> serde_json::Value {
         let log = self.log.clone();
-        let needle = format!("\"request_id\":\"{id}\"");
-        let line = tokio::task::spawn_blocking(move || {
-            log.wait_for(Duration::from_secs(30), |l| {
-                l.contains("\"voxproxy::access\"") && l.contains(&needle)
-            })
-        })
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no access line for {id}:\n{}", self.logs()));
+        let is_it = access_line_of(id);
+        let line =
+            tokio::task::spawn_blocking(move || log.wait_for(Duration::from_secs(30), is_it))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("no access line for {id}:\n{}", self.logs()));
         serde_json::from_str(&line).unwrap()
+    }
+
+    /// Whether request `id` has an access line yet (it ends when its response does).
+    pub fn has_access_line(&self, id: &str) -> bool {
+        let is_it = access_line_of(id);
+        self.log.all().iter().any(|l| is_it(l))
     }
 
     /// Everything logged so far, joined.
     pub fn logs(&self) -> String {
         self.log.all().join("\n")
     }
+}
+
+/// Whether a log line is request `id`'s access line.
+fn access_line_of(id: &str) -> impl Fn(&str) -> bool + Send + 'static {
+    let needle = format!("\"request_id\":\"{id}\"");
+    move |l| l.contains("\"voxproxy::access\"") && l.contains(&needle)
 }
